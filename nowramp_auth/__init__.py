@@ -1,0 +1,66 @@
+"""nowramp_auth: production-grade API-key authentication for partner APIs.
+
+The public API (see the README): keys are created and managed with :class:`KeyManager`,
+requests are authenticated with :class:`Authenticator`, against a :class:`MemoryKeyStore` or
+a :class:`RedisKeyStore`. Adapters live in :mod:`nowramp_auth.starlette` (ASGI) and
+:mod:`nowramp_auth.wsgi` (WSGI).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._audit import AuditSink, LoggingAuditLog, MemoryAuditLog
+from ._authenticator import Authenticator
+from ._context import current_principal
+from ._errors import AuthError, ErrorCode
+from ._manager import KeyManager
+from ._models import (
+    AuditEvent,
+    IssuedKey,
+    IssuedSession,
+    KeyRecord,
+    Principal,
+    RateLimit,
+    RateLimitStatus,
+)
+from ._scopes import KNOWN_SCOPES, ScopeRegistry
+from .stores import KeyStore, MemoryKeyStore, StoreUnavailable
+
+if TYPE_CHECKING:
+    from .stores.redis import RedisKeyStore
+
+__all__ = [
+    "KNOWN_SCOPES",
+    "AuditEvent",
+    "AuditSink",
+    "AuthError",
+    "Authenticator",
+    "ErrorCode",
+    "IssuedKey",
+    "IssuedSession",
+    "KeyManager",
+    "KeyRecord",
+    "KeyStore",
+    "LoggingAuditLog",
+    "MemoryAuditLog",
+    "MemoryKeyStore",
+    "Principal",
+    "RateLimit",
+    "RateLimitStatus",
+    "RedisKeyStore",
+    "ScopeRegistry",
+    "StoreUnavailable",
+    "current_principal",
+]
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The Redis store is imported on first use, so apps on the memory store never import redis.
+    if name == "RedisKeyStore":
+        from .stores.redis import RedisKeyStore
+
+        return RedisKeyStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,469 @@
+"""``Authenticator``: verify API keys and widget session tokens against a store.
+
+Sans-I/O in the h11 sense: each check is a generator ("flow") that yields the store operation
+it needs and receives the answer. :meth:`Authenticator._run` drives a flow with the sync
+store methods, :meth:`Authenticator._run_async` with the async ones; everything else (parsing,
+the decision, audit, usage) is the same code for both.
+
+Security model: a malformed key or a bad checksum is refused before any store operation. The
+digest is compared before anything else about the record is looked at. The store being
+unreachable is ``AUTH_UNAVAILABLE``, never a success and never "unknown key". Audit events
+carry the key id (public), never the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Collection, Generator, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from ._audit import AuditEmitter, AuditSink
+from ._client_ip import IPAddress, parse_ip, parse_networks, resolve_client_ip
+from ._clock import Clock, require_aware, utc_now
+from ._credentials import Credential, read_credential
+from ._decision import decide_key, decide_session, verify_session_digest
+from ._errors import AuthError, ErrorCode
+from ._keys import generate_session_token, key_family, parse_key, parse_session_token
+from ._manager import validate_project_id
+from ._models import (
+    AuditEvent,
+    IssuedSession,
+    Principal,
+    RateLimitStatus,
+    SessionRecord,
+    StoredKey,
+    ceil_seconds,
+)
+from ._scopes import KNOWN_SCOPES, SERVER_SIDE_SCOPES
+from .stores._errors import StoreUnavailable
+from .stores._protocol import KeyStore
+
+__all__ = ["DEFAULT_SESSION_TTL", "Authenticator"]
+
+DEFAULT_SESSION_TTL = timedelta(minutes=30)
+T = TypeVar("T")
+Op = tuple[str, tuple[Any, ...]]
+Flow = Generator[Op, Any, T]
+ClientIp = str | IPAddress | None
+
+
+class Authenticator:
+    """Authenticate API keys and widget sessions.
+
+    Parameters:
+        store: the key store (sync methods for :meth:`authenticate`, ``*_async`` twins for
+            :meth:`authenticate_async`).
+        clock: returns the current aware datetime (default: UTC now).
+        audit: an audit sink or several (``auth.failed``, ``session.*`` events).
+        trusted_proxies: CIDRs of reverse proxies whose ``X-Forwarded-For`` is believed.
+        widget_scopes: scopes a session gets by default (intersected with its key's scopes);
+            default: every known scope except ``webhooks:*``.
+        session_ttl: widget session lifetime (default 30 minutes).
+        audit_successes: also emit ``auth.succeeded`` for every accepted request.
+
+    Example::
+
+        auth = Authenticator(store)
+        principal = auth.authenticate(key, client_ip="203.0.113.7",
+                                      required_scopes=["quotes:read"])
+    """
+
+    def __init__(
+        self,
+        store: KeyStore,
+        *,
+        clock: Clock | None = None,
+        audit: AuditSink | Iterable[AuditSink] | None = None,
+        trusted_proxies: Iterable[str] = (),
+        widget_scopes: Iterable[str] | None = None,
+        session_ttl: timedelta = DEFAULT_SESSION_TTL,
+        audit_successes: bool = False,
+    ) -> None:
+        if not callable(getattr(store, "get_key", None)) or not callable(
+            getattr(store, "digest", None)
+        ):
+            raise TypeError(
+                f"store {type(store).__name__} does not implement the KeyStore protocol"
+            )
+        if not isinstance(session_ttl, timedelta) or session_ttl <= timedelta(0):
+            raise ValueError("session_ttl must be a positive timedelta")
+        self.store = store
+        self.clock: Clock = clock or utc_now
+        self.audit = AuditEmitter(audit)
+        self.trusted_proxies = parse_networks(trusted_proxies)
+        self.widget_scopes = (
+            KNOWN_SCOPES - SERVER_SIDE_SCOPES if widget_scopes is None else frozenset(widget_scopes)
+        )
+        self.session_ttl = session_ttl
+        self.audit_successes = audit_successes
+
+    def __repr__(self) -> str:
+        return f"Authenticator(store={self.store!r})"
+
+    # -- public API ---------------------------------------------------------------------------
+    def resolve_client_ip(
+        self, peer: str | None, forwarded_for: Iterable[str] = ()
+    ) -> IPAddress | None:
+        """The client address from the peer and ``X-Forwarded-For`` (see ``trusted_proxies``)."""
+        return resolve_client_ip(peer, list(forwarded_for), self.trusted_proxies)
+
+    def authenticate(
+        self,
+        api_key: str | None,
+        *,
+        client_ip: ClientIp = None,
+        required_scopes: Collection[str] = (),
+        method: str | None = None,
+        path: str | None = None,
+    ) -> Principal:
+        """The :class:`Principal` of a valid API key; else raise :class:`AuthError`."""
+        ip = _ip(client_ip)
+        return self._run(self._key_flow(api_key, ip, required_scopes), ip, method, path)
+
+    async def authenticate_async(
+        self,
+        api_key: str | None,
+        *,
+        client_ip: ClientIp = None,
+        required_scopes: Collection[str] = (),
+        method: str | None = None,
+        path: str | None = None,
+    ) -> Principal:
+        """Async twin of :meth:`authenticate`; never blocks the event loop on store I/O."""
+        ip = _ip(client_ip)
+        flow = self._key_flow(api_key, ip, required_scopes)
+        return await self._run_async(flow, ip, method, path)
+
+    def authenticate_session(
+        self,
+        token: str | None,
+        *,
+        required_scopes: Collection[str] = (),
+        client_ip: ClientIp = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> Principal:
+        """The :class:`Principal` (``kind="session"``) of a valid widget session token."""
+        ip = _ip(client_ip)
+        return self._run(self._session_flow(token, required_scopes), ip, method, path)
+
+    async def authenticate_session_async(
+        self,
+        token: str | None,
+        *,
+        required_scopes: Collection[str] = (),
+        client_ip: ClientIp = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> Principal:
+        """Async twin of :meth:`authenticate_session`."""
+        ip = _ip(client_ip)
+        return await self._run_async(self._session_flow(token, required_scopes), ip, method, path)
+
+    def authenticate_request(
+        self,
+        api_keys: Sequence[str],
+        authorizations: Sequence[str] = (),
+        *,
+        client_ip: ClientIp = None,
+        required_scopes: Collection[str] = (),
+        method: str | None = None,
+        path: str | None = None,
+    ) -> Principal:
+        """Authenticate a request from its raw ``X-API-Key`` and ``Authorization`` values
+        (what the adapters call): an API key, else a widget session bearer token."""
+        ip = _ip(client_ip)
+        flow = self._request_flow(api_keys, authorizations, ip, required_scopes)
+        return self._run(flow, ip, method, path)
+
+    async def authenticate_request_async(
+        self,
+        api_keys: Sequence[str],
+        authorizations: Sequence[str] = (),
+        *,
+        client_ip: ClientIp = None,
+        required_scopes: Collection[str] = (),
+        method: str | None = None,
+        path: str | None = None,
+    ) -> Principal:
+        """Async twin of :meth:`authenticate_request`."""
+        ip = _ip(client_ip)
+        flow = self._request_flow(api_keys, authorizations, ip, required_scopes)
+        return await self._run_async(flow, ip, method, path)
+
+    def audit_refusal(
+        self,
+        error: AuthError,
+        *,
+        client_ip: ClientIp = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Record an ``auth.failed`` event for a refusal decided outside the authenticator
+        (e.g. by a route's ``require_scopes``)."""
+        self._failed(error, _ip(client_ip), method, path)
+
+    def create_session(
+        self,
+        api_key: str | Sequence[str] | None,
+        *,
+        project_id: str,
+        client_ip: ClientIp = None,
+        customer_id: str | None = None,
+        scopes: Iterable[str] | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> IssuedSession:
+        """Create a widget session for ``project_id`` with an API key (its allowlist applies).
+
+        ``api_key`` is the key, or every raw ``X-API-Key`` header value of a request.
+
+        Raises :class:`AuthError`: the key's own refusals, or ``INSUFFICIENT_PERMISSIONS``
+        when the key belongs to another project or lacks a scope asked for.
+        """
+        ip = _ip(client_ip)
+        flow = self._create_session_flow(api_key, ip, project_id, customer_id, scopes)
+        return self._run(flow, ip, method, path)
+
+    async def create_session_async(
+        self,
+        api_key: str | Sequence[str] | None,
+        *,
+        project_id: str,
+        client_ip: ClientIp = None,
+        customer_id: str | None = None,
+        scopes: Iterable[str] | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> IssuedSession:
+        """Async twin of :meth:`create_session`."""
+        ip = _ip(client_ip)
+        flow = self._create_session_flow(api_key, ip, project_id, customer_id, scopes)
+        return await self._run_async(flow, ip, method, path)
+
+    def revoke_session(self, token: str) -> SessionRecord:
+        """Revoke a widget session (idempotent). ``AuthError(INVALID_SESSION_TOKEN)`` when the
+        token is malformed or unknown."""
+        parsed = parse_session_token(token)
+        if parsed is None:
+            raise AuthError(ErrorCode.INVALID_SESSION_TOKEN)
+        session = verify_session_digest(
+            self._store_call(lambda: self.store.get_session(parsed.session_id)),
+            self.store.digest(token),
+        )
+        revoked = self._store_call(lambda: self.store.revoke_session(session.id, self._now()))
+        if revoked is None:
+            raise AuthError(ErrorCode.INVALID_SESSION_TOKEN)
+        self._emit(
+            "session.revoked",
+            key_id=session.key_id,
+            session_id=session.id,
+            project_id=session.project_id,
+        )
+        return revoked
+
+    # -- flows (pure but for the yielded store operations) -----------------------------------
+    def _now(self) -> datetime:
+        return require_aware(self.clock(), "clock()")
+
+    def _key_flow(
+        self, api_key: object, ip: IPAddress | None, required: Collection[str]
+    ) -> Flow[Principal]:
+        principal, _ = yield from self._verify_key_flow(api_key, ip, required)
+        return principal
+
+    def _verify_key_flow(
+        self, api_key: object, ip: IPAddress | None, required: Collection[str]
+    ) -> Flow[tuple[Principal, StoredKey | None]]:
+        if api_key is None or api_key == "":
+            raise AuthError(ErrorCode.MISSING_API_KEY)
+        if not isinstance(api_key, str) or (parsed := parse_key(api_key)) is None:
+            raise AuthError(ErrorCode.INVALID_API_KEY)
+        stored: StoredKey | None = yield ("get_key", (parsed.key_id,))
+        now = self._now()
+        principal = decide_key(stored, self.store.digest(api_key), now, ip, required)
+        principal = yield from self._limit_and_count(principal, stored, now)
+        return principal, stored
+
+    def _limit_and_count(
+        self, principal: Principal, stored: StoredKey | None, now: datetime
+    ) -> Flow[Principal]:
+        limit = stored.record.rate_limit if stored is not None else None
+        if limit is not None:
+            status: RateLimitStatus = yield ("hit_rate_limit", (principal.key_id, limit, now))
+            if not status.allowed:
+                raise AuthError(
+                    ErrorCode.RATE_LIMITED,
+                    retry_after=ceil_seconds(timedelta(seconds=status.retry_after_seconds)),
+                    key_id=principal.key_id,
+                    rate_limit=status,
+                )
+            principal = dataclasses.replace(principal, rate_limit=status)
+        self.store.record_usage(principal.key_id, now)
+        return principal
+
+    def _session_flow(self, token: object, required: Collection[str]) -> Flow[Principal]:
+        parsed = parse_session_token(token) if isinstance(token, str) else None
+        if parsed is None or not isinstance(token, str):
+            raise AuthError(ErrorCode.INVALID_SESSION_TOKEN)
+        found: SessionRecord | None = yield ("get_session", (parsed.session_id,))
+        session = verify_session_digest(found, self.store.digest(token))
+        parent: StoredKey | None = yield ("get_key", (session.key_id,))
+        now = self._now()
+        principal = decide_session(session, parent.record if parent else None, now, required)
+        return (yield from self._limit_and_count(principal, parent, now))
+
+    def _request_flow(
+        self,
+        api_keys: Sequence[str],
+        authorizations: Sequence[str],
+        ip: IPAddress | None,
+        required: Collection[str],
+    ) -> Flow[Principal]:
+        credential: Credential = read_credential(api_keys, authorizations)
+        if credential.kind == "session":
+            return (yield from self._session_flow(credential.value, required))
+        return (yield from self._key_flow(credential.value, ip, required))
+
+    def _create_session_flow(
+        self,
+        api_key: str | Sequence[str] | None,
+        ip: IPAddress | None,
+        project_id: str,
+        customer_id: str | None,
+        scopes: Iterable[str] | None,
+    ) -> Flow[IssuedSession]:
+        project_id = validate_project_id(project_id, optional=False) or ""
+        if customer_id is not None and (not isinstance(customer_id, str) or len(customer_id) > 128):
+            raise TypeError("customer_id must be a str of at most 128 characters")
+        if api_key is None or isinstance(api_key, str):
+            api_key = [api_key] if api_key else []
+        credential = read_credential(api_key, ())
+        principal, stored = yield from self._verify_key_flow(credential.value, ip, ())
+        if principal.project_id is not None and principal.project_id != project_id:
+            raise AuthError(
+                ErrorCode.INSUFFICIENT_PERMISSIONS,
+                detail="The key does not belong to this project.",
+                key_id=principal.key_id,
+            )
+        if scopes is None:
+            granted = principal.scopes & self.widget_scopes
+        else:
+            granted = frozenset(scopes)
+            if not principal.scopes.issuperset(granted):
+                raise AuthError(
+                    ErrorCode.INSUFFICIENT_PERMISSIONS,
+                    detail="A session can only get scopes its key holds.",
+                    required_scopes=granted - principal.scopes,
+                    key_id=principal.key_id,
+                )
+        now = self._now()
+        expires_at = now + self.session_ttl
+        if stored is not None and stored.record.expires_at is not None:
+            expires_at = min(expires_at, stored.record.expires_at)
+        token, session_id = generate_session_token(key_family(principal.key_id))
+        session = SessionRecord(
+            id=session_id,
+            key_id=principal.key_id,
+            project_id=project_id,
+            customer_id=customer_id,
+            scopes=granted,
+            created_at=now,
+            expires_at=expires_at,
+            revoked_at=None,
+            digest=self.store.digest(token),
+        )
+        yield ("insert_session", (session,))
+        self._emit(
+            "session.created",
+            key_id=principal.key_id,
+            session_id=session_id,
+            project_id=project_id,
+            client_ip=ip,
+        )
+        return IssuedSession(token, session_id, expires_at, project_id, granted, customer_id)
+
+    # -- drivers ------------------------------------------------------------------------------
+    def _run(self, flow: Flow[T], ip: IPAddress | None, method: str | None, path: str | None) -> T:
+        try:
+            op = next(flow)
+            while True:
+                name, args = op
+                try:
+                    result = getattr(self.store, name)(*args)
+                except StoreUnavailable:
+                    raise AuthError(ErrorCode.AUTH_UNAVAILABLE, retry_after=1) from None
+                op = flow.send(result)
+        except StopIteration as stop:
+            value: T = stop.value
+            self._succeeded(value, ip, method, path)
+            return value
+        except AuthError as error:
+            self._failed(error, ip, method, path)
+            raise
+
+    async def _run_async(
+        self, flow: Flow[T], ip: IPAddress | None, method: str | None, path: str | None
+    ) -> T:
+        try:
+            op = next(flow)
+            while True:
+                name, args = op
+                call: Callable[..., Awaitable[Any]] = getattr(self.store, name + "_async")
+                try:
+                    result = await call(*args)
+                except StoreUnavailable:
+                    raise AuthError(ErrorCode.AUTH_UNAVAILABLE, retry_after=1) from None
+                op = flow.send(result)
+        except StopIteration as stop:
+            value: T = stop.value
+            self._succeeded(value, ip, method, path)
+            return value
+        except AuthError as error:
+            self._failed(error, ip, method, path)
+            raise
+
+    def _store_call(self, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except StoreUnavailable:
+            raise AuthError(ErrorCode.AUTH_UNAVAILABLE, retry_after=1) from None
+
+    # -- audit --------------------------------------------------------------------------------
+    def _emit(self, type_: str, *, client_ip: IPAddress | None = None, **fields: Any) -> None:
+        if self.audit:
+            ip = str(client_ip) if client_ip is not None else None
+            self.audit.emit(AuditEvent(type_, self._now(), client_ip=ip, **fields))
+
+    def _failed(
+        self, error: AuthError, ip: IPAddress | None, method: str | None, path: str | None
+    ) -> None:
+        self._emit(
+            "auth.failed",
+            key_id=error.key_id,
+            code=error.code.value,
+            client_ip=ip,
+            method=method,
+            path=path,
+        )
+
+    def _succeeded(
+        self, value: object, ip: IPAddress | None, method: str | None, path: str | None
+    ) -> None:
+        if self.audit_successes and isinstance(value, Principal):
+            self._emit(
+                "auth.succeeded",
+                key_id=value.key_id,
+                client_ip=ip,
+                method=method,
+                path=path,
+                session_id=value.session_id,
+                project_id=value.project_id,
+            )
+
+
+def _ip(client_ip: ClientIp) -> IPAddress | None:
+    if client_ip is None or not isinstance(client_ip, str):
+        return client_ip
+    return parse_ip(client_ip)

@@ -1,0 +1,111 @@
+"""The allow/refuse decision, from (stored record, presented digest, now, client, scopes) (pure).
+
+Order of checks (SPEC): digest → revoked → expired → client address → scopes. The digest is
+compared first and in constant time, so a caller without the right secret learns nothing about
+a key's state. An unknown key is compared against a dummy digest, so that path takes the same
+time as a wrong secret.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Collection
+from datetime import datetime
+
+from ._client_ip import IPAddress, IPNetwork, ip_allowed, parse_networks
+from ._errors import AuthError, ErrorCode
+from ._models import KeyRecord, Principal, SessionRecord, StoredKey
+
+__all__ = ["allowlist_of", "decide_key", "decide_session", "verify_session_digest"]
+
+_DUMMY_DIGEST = "0" * 64
+
+_allowlist_cache: dict[tuple[str, ...], tuple[IPNetwork, ...]] = {}
+
+
+def allowlist_of(record: KeyRecord) -> tuple[IPNetwork, ...]:
+    """The parsed allowlist of a record (memoised: records are immutable, CIDRs are few)."""
+    if not record.allowed_ips:
+        return ()
+    networks = _allowlist_cache.get(record.allowed_ips)
+    if networks is None:
+        networks = parse_networks(record.allowed_ips)
+        if len(_allowlist_cache) > 4096:
+            _allowlist_cache.clear()
+        _allowlist_cache[record.allowed_ips] = networks
+    return networks
+
+
+def _missing_scopes(held: frozenset[str], required: Collection[str]) -> bool:
+    return bool(required) and not held.issuperset(required)
+
+
+def decide_key(
+    stored: StoredKey | None,
+    presented_digest: str,
+    now: datetime,
+    client_ip: IPAddress | None,
+    required_scopes: Collection[str] = (),
+) -> Principal:
+    """Principal for a key that passes every check; else raise :class:`AuthError`."""
+    expected = stored.digest if stored is not None else _DUMMY_DIGEST
+    if not hmac.compare_digest(expected, presented_digest) or stored is None:
+        raise AuthError(ErrorCode.INVALID_API_KEY)
+    record = stored.record
+    if record.revoked_at is not None:
+        raise AuthError(ErrorCode.INVALID_API_KEY, key_id=record.id)
+    if record.expires_at is not None and now >= record.expires_at:
+        raise AuthError(ErrorCode.API_KEY_EXPIRED, key_id=record.id)
+    if not ip_allowed(client_ip, allowlist_of(record)):
+        raise AuthError(ErrorCode.IP_NOT_ALLOWED, key_id=record.id)
+    if _missing_scopes(record.scopes, required_scopes):
+        raise AuthError(
+            ErrorCode.INSUFFICIENT_PERMISSIONS, required_scopes=required_scopes, key_id=record.id
+        )
+    return Principal(
+        key_id=record.id,
+        key_type=record.key_type,
+        scopes=record.scopes,
+        project_id=record.project_id,
+        metadata=record.metadata,
+    )
+
+
+def verify_session_digest(session: SessionRecord | None, presented_digest: str) -> SessionRecord:
+    """The session if the presented token's digest matches (constant time); else refuse."""
+    expected = session.digest if session is not None else _DUMMY_DIGEST
+    if not hmac.compare_digest(expected, presented_digest) or session is None:
+        raise AuthError(ErrorCode.INVALID_SESSION_TOKEN)
+    return session
+
+
+def decide_session(
+    session: SessionRecord,
+    parent: KeyRecord | None,
+    now: datetime,
+    required_scopes: Collection[str] = (),
+) -> Principal:
+    """Principal for a widget session whose digest matched; else raise :class:`AuthError`.
+
+    The parent key's IP allowlist does not apply (the session runs in a browser); its
+    revocation and expiry do, and so do later cuts to its scopes.
+    """
+    key_id = session.key_id
+    if session.revoked_at is not None or parent is None or parent.revoked_at is not None:
+        raise AuthError(ErrorCode.INVALID_SESSION_TOKEN, key_id=key_id)
+    if now >= session.expires_at or (parent.expires_at is not None and now >= parent.expires_at):
+        raise AuthError(ErrorCode.SESSION_EXPIRED, key_id=key_id)
+    scopes = session.scopes & parent.scopes
+    if _missing_scopes(scopes, required_scopes):
+        raise AuthError(
+            ErrorCode.INSUFFICIENT_PERMISSIONS, required_scopes=required_scopes, key_id=key_id
+        )
+    return Principal(
+        key_id=key_id,
+        key_type=parent.key_type,
+        scopes=scopes,
+        project_id=session.project_id,
+        kind="session",
+        session_id=session.id,
+        customer_id=session.customer_id,
+    )

@@ -1,0 +1,185 @@
+"""Key and session-token format: generate, parse, checksum, digest, hint.
+
+Security model
+--------------
+A key is ``ramp_live_`` or ``ramp_test_`` followed by a base62 body of 54 characters::
+
+    family(4) + key id(12) + secret(32) + checksum(6)
+
+* ``family`` and ``key id`` together form the public key id (``key_<16 chars>``). A rotated
+  key keeps its predecessor's family, so every record of one rotation lineage shares a Redis
+  Cluster hash slot and rotation is one atomic server-side step.
+* ``secret`` is 32 base62 characters from :mod:`secrets` (about 190 bits).
+* ``checksum`` is CRC32 over everything before it (prefix included), in 6 base62 characters.
+  A mistyped or made-up key is refused from the checksum alone, without touching the store.
+  The checksum is not a security measure (anyone can compute it); the digest is.
+
+Stores keep only a digest: SHA-256 of the whole key, or HMAC-SHA256 keyed with a server-side
+pepper. Keys are high-entropy, so a fast digest is the right tool; a password hasher would
+cost milliseconds per request for no gain. Digests are compared with
+:func:`hmac.compare_digest`.
+
+Widget session tokens use the same layout with the ``ramp_sess_`` prefix.
+
+Everything here is pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import zlib
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "BODY_LENGTH",
+    "KEY_PREFIXES",
+    "SESSION_PREFIX",
+    "KeyType",
+    "ParsedKey",
+    "ParsedSessionToken",
+    "digest_secret",
+    "generate_key",
+    "generate_session_token",
+    "key_family",
+    "make_hint",
+    "parse_key",
+    "parse_session_token",
+]
+
+KeyType = Literal["live", "test"]
+
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_BASE62_SET = frozenset(BASE62)
+
+KEY_PREFIXES: dict[str, KeyType] = {"ramp_live_": "live", "ramp_test_": "test"}
+PREFIX_FOR_TYPE: dict[KeyType, str] = {"live": "ramp_live_", "test": "ramp_test_"}
+SESSION_PREFIX = "ramp_sess_"
+_PREFIX_LENGTH = 10
+
+FAMILY_LENGTH = 4
+ID_LENGTH = 12
+SECRET_LENGTH = 32
+CHECKSUM_LENGTH = 6
+PUBLIC_ID_LENGTH = FAMILY_LENGTH + ID_LENGTH
+BODY_LENGTH = PUBLIC_ID_LENGTH + SECRET_LENGTH + CHECKSUM_LENGTH
+TOKEN_LENGTH = _PREFIX_LENGTH + BODY_LENGTH
+
+KEY_ID_PREFIX = "key_"
+SESSION_ID_PREFIX = "sess_"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedKey:
+    """A key that passed the format and checksum checks (not yet the digest check)."""
+
+    key_id: str
+    key_type: KeyType
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedSessionToken:
+    """A session token that passed the format and checksum checks."""
+
+    session_id: str
+
+
+def _random_base62(length: int) -> str:
+    return "".join(secrets.choice(BASE62) for _ in range(length))
+
+
+def _encode_base62(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        value, rem = divmod(value, 62)
+        chars.append(BASE62[rem])
+    return "".join(reversed(chars))
+
+
+def _checksum(text: str) -> str:
+    return _encode_base62(zlib.crc32(text.encode("ascii")), CHECKSUM_LENGTH)
+
+
+def _build(prefix: str, public_id: str) -> str:
+    head = prefix + public_id + _random_base62(SECRET_LENGTH)
+    return head + _checksum(head)
+
+
+def generate_key(key_type: KeyType, *, family: str | None = None) -> tuple[str, str]:
+    """Return ``(plaintext key, key id)`` for a new key of ``key_type``.
+
+    ``family`` (4 base62 characters) is kept by rotated keys; a new lineage gets a random one.
+    """
+    fam = family if family is not None else _random_base62(FAMILY_LENGTH)
+    if len(fam) != FAMILY_LENGTH or not _BASE62_SET.issuperset(fam):
+        raise ValueError("family must be 4 base62 characters")
+    public_id = fam + _random_base62(ID_LENGTH)
+    return _build(PREFIX_FOR_TYPE[key_type], public_id), KEY_ID_PREFIX + public_id
+
+
+def generate_session_token(family: str) -> tuple[str, str]:
+    """Return ``(plaintext token, session id)``; the session shares its parent's family."""
+    public_id = family + _random_base62(ID_LENGTH)
+    return _build(SESSION_PREFIX, public_id), SESSION_ID_PREFIX + public_id
+
+
+def key_family(record_id: str) -> str:
+    """The family (hash-slot tag) of a key id or session id."""
+    public = record_id.split("_", 1)[1] if "_" in record_id else record_id
+    return public[:FAMILY_LENGTH]
+
+
+def _check_body(token: str, prefix_length: int) -> str | None:
+    """Return the public id part if ``token``'s body is well formed and its checksum holds."""
+    if len(token) != TOKEN_LENGTH:
+        return None
+    body = token[prefix_length:]
+    if not _BASE62_SET.issuperset(body):
+        return None
+    head = token[: TOKEN_LENGTH - CHECKSUM_LENGTH]
+    if not hmac.compare_digest(_checksum(head), token[-CHECKSUM_LENGTH:]):
+        return None
+    return body[:PUBLIC_ID_LENGTH]
+
+
+def parse_key(api_key: str) -> ParsedKey | None:
+    """Parse a presented API key; ``None`` when it is malformed or its checksum fails.
+
+    Never raises, whatever the input.
+    """
+    if not isinstance(api_key, str) or len(api_key) != TOKEN_LENGTH:
+        return None
+    key_type = KEY_PREFIXES.get(api_key[:_PREFIX_LENGTH])
+    if key_type is None:
+        return None
+    public_id = _check_body(api_key, _PREFIX_LENGTH)
+    if public_id is None:
+        return None
+    return ParsedKey(KEY_ID_PREFIX + public_id, key_type)
+
+
+def parse_session_token(token: str) -> ParsedSessionToken | None:
+    """Parse a presented widget session token; ``None`` when malformed. Never raises."""
+    if not isinstance(token, str) or len(token) != TOKEN_LENGTH:
+        return None
+    if token[:_PREFIX_LENGTH] != SESSION_PREFIX:
+        return None
+    public_id = _check_body(token, _PREFIX_LENGTH)
+    if public_id is None:
+        return None
+    return ParsedSessionToken(SESSION_ID_PREFIX + public_id)
+
+
+def digest_secret(token: str, pepper: bytes | None = None) -> str:
+    """Hex digest of a whole key or token: SHA-256, or HMAC-SHA256 with ``pepper``."""
+    data = token.encode("ascii")
+    if pepper:
+        return hmac.new(pepper, data, hashlib.sha256).hexdigest()
+    return hashlib.sha256(data).hexdigest()
+
+
+def make_hint(token: str) -> str:
+    """Display hint: the prefix and the last 4 characters, e.g. ``ramp_live_…a1B2``."""
+    return token[:_PREFIX_LENGTH] + "…" + token[-4:]

@@ -1,0 +1,315 @@
+"""Value objects: frozen dataclasses that carry keys, sessions, principals and events.
+
+Security model: the plaintext key lives only in :class:`IssuedKey` / :class:`IssuedSession`,
+whose ``repr`` hides it. Digests live only in the store-side :class:`StoredKey` /
+:class:`SessionRecord` and are hidden from their ``repr`` too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from ._keys import KeyType
+
+__all__ = [
+    "AuditEvent",
+    "IssuedKey",
+    "IssuedSession",
+    "KeyRecord",
+    "Principal",
+    "RateLimit",
+    "RateLimitStatus",
+    "SessionRecord",
+    "StoredKey",
+]
+
+PrincipalKind = Literal["api_key", "session"]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``requests`` accepted requests in any interval of length ``window``.
+
+    Example: ``RateLimit(100, timedelta(seconds=60))``.
+    """
+
+    requests: int
+    window: timedelta
+
+    def __post_init__(self) -> None:
+        if isinstance(self.requests, bool) or not isinstance(self.requests, int):
+            raise TypeError("RateLimit.requests must be an int")
+        if self.requests < 1:
+            raise ValueError(f"RateLimit.requests must be at least 1, got {self.requests}")
+        if not isinstance(self.window, timedelta):
+            raise TypeError("RateLimit.window must be a timedelta")
+        if self.window < timedelta(milliseconds=1):
+            raise ValueError("RateLimit.window must be at least 1 millisecond")
+
+    @property
+    def window_ms(self) -> int:
+        """The window in whole milliseconds."""
+        return int(self.window / timedelta(milliseconds=1))
+
+    def __str__(self) -> str:
+        seconds = self.window.total_seconds()
+        text = f"{seconds:g}s" if seconds != int(seconds) else f"{int(seconds)}s"
+        return f"{self.requests}/{text}"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitStatus:
+    """The state of a key's rate limit after one request, for the ``RateLimit-*`` headers."""
+
+    limit: int
+    remaining: int
+    reset_seconds: float
+    allowed: bool = True
+    retry_after_seconds: float = 0.0
+
+    def headers(self) -> list[tuple[str, str]]:
+        """``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset`` (whole seconds)."""
+        return [
+            ("RateLimit-Limit", str(self.limit)),
+            ("RateLimit-Remaining", str(max(0, self.remaining))),
+            ("RateLimit-Reset", str(max(0, math.ceil(self.reset_seconds)))),
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """Everything known about one API key except its secret. Times are timezone-aware UTC."""
+
+    id: str
+    key_type: KeyType
+    scopes: frozenset[str]
+    name: str
+    project_id: str | None
+    allowed_ips: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    hint: str
+    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    rate_limit: RateLimit | None = None
+    rotated_from: str | None = None
+    rotated_to: str | None = None
+    last_used_at: datetime | None = None
+    request_count: int = 0
+
+    def status(self, now: datetime) -> str:
+        """``"revoked"``, ``"expired"``, ``"rotated"`` (in grace) or ``"active"`` at ``now``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        if self.rotated_to is not None:
+            return "rotated"
+        return "active"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (ISO 8601 times, sorted scopes). Holds no secret."""
+        return {
+            "id": self.id,
+            "key_type": self.key_type,
+            "name": self.name,
+            "project_id": self.project_id,
+            "scopes": sorted(self.scopes),
+            "allowed_ips": list(self.allowed_ips),
+            "hint": self.hint,
+            "metadata": dict(self.metadata),
+            "rate_limit": (
+                {
+                    "requests": self.rate_limit.requests,
+                    "window_seconds": self.rate_limit.window.total_seconds(),
+                }
+                if self.rate_limit
+                else None
+            ),
+            "created_at": _iso(self.created_at),
+            "expires_at": _iso(self.expires_at),
+            "revoked_at": _iso(self.revoked_at),
+            "rotated_from": self.rotated_from,
+            "rotated_to": self.rotated_to,
+            "last_used_at": _iso(self.last_used_at),
+            "request_count": self.request_count,
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """What a store keeps for a key: the record and the digest of the key."""
+
+    record: KeyRecord
+    digest: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A newly created or rotated key. ``secret`` is the plaintext, available only here."""
+
+    secret: str = field(repr=False)
+    key: KeyRecord
+
+    def __repr__(self) -> str:
+        return f"IssuedKey(key={self.key!r}, secret='{self.key.hint}')"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A widget session as the store keeps it (digest, never the token)."""
+
+    id: str
+    key_id: str
+    project_id: str
+    customer_id: str | None
+    scopes: frozenset[str]
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    digest: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedSession:
+    """A newly created widget session. ``token`` is the plaintext, available only here."""
+
+    token: str = field(repr=False)
+    session_id: str
+    expires_at: datetime
+    project_id: str
+    scopes: frozenset[str]
+    customer_id: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"IssuedSession(session_id={self.session_id!r}, project_id={self.project_id!r}, "
+            f"expires_at={self.expires_at!r}, token='ramp_sess_…')"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The widget endpoint's 201 body."""
+        body: dict[str, Any] = {
+            "session_token": self.token,
+            "expires_at": self.expires_at.isoformat(),
+            "project_id": self.project_id,
+            "scopes": sorted(self.scopes),
+        }
+        if self.customer_id is not None:
+            body["customer_id"] = self.customer_id
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a request authenticated as.
+
+    Also usable as Starlette's ``request.user`` (``is_authenticated``, ``display_name``,
+    ``identity``) without this module importing Starlette.
+    """
+
+    key_id: str
+    key_type: KeyType
+    scopes: frozenset[str]
+    project_id: str | None
+    kind: PrincipalKind = "api_key"
+    session_id: str | None = None
+    customer_id: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    rate_limit: RateLimitStatus | None = field(default=None, compare=False)
+
+    @property
+    def is_authenticated(self) -> bool:
+        """Always true: a principal exists only for an authenticated request."""
+        return True
+
+    @property
+    def display_name(self) -> str:
+        """The key id (or session id), safe to show."""
+        return self.session_id or self.key_id
+
+    @property
+    def identity(self) -> str:
+        """The key id (or session id)."""
+        return self.session_id or self.key_id
+
+    def has_scopes(self, *scopes: str) -> bool:
+        """True when every one of ``scopes`` is held."""
+        return self.scopes.issuperset(scopes)
+
+
+AuditEventType = Literal[
+    "key.created",
+    "key.rotated",
+    "key.revoked",
+    "key.updated",
+    "session.created",
+    "session.revoked",
+    "auth.failed",
+    "auth.succeeded",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One audit log entry. Fields not known for an event are ``None``. Never holds a secret."""
+
+    type: str
+    at: datetime
+    key_id: str | None = None
+    code: str | None = None
+    client_ip: str | None = None
+    method: str | None = None
+    path: str | None = None
+    project_id: str | None = None
+    session_id: str | None = None
+    detail: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with stable field names."""
+        return {
+            "type": self.type,
+            "at": self.at.isoformat(),
+            "key_id": self.key_id,
+            "code": self.code,
+            "client_ip": self.client_ip,
+            "method": self.method,
+            "path": self.path,
+            "project_id": self.project_id,
+            "session_id": self.session_id,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditEvent:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            type=str(data["type"]),
+            at=datetime.fromisoformat(str(data["at"])),
+            **{
+                k: data.get(k)
+                for k in (
+                    "key_id",
+                    "code",
+                    "client_ip",
+                    "method",
+                    "path",
+                    "project_id",
+                    "session_id",
+                    "detail",
+                )
+            },
+        )
+
+
+def ceil_seconds(delta: timedelta) -> int:
+    """Whole seconds, rounded up, at least 1 (for ``Retry-After``)."""
+    return max(1, math.ceil(delta.total_seconds()))

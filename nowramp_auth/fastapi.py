@@ -1,0 +1,50 @@
+"""FastAPI extras: the ``X-API-Key`` security scheme and a dependency form of scope checks.
+
+Use with :class:`nowramp_auth.starlette.ApiKeyMiddleware` (which authenticates the request).
+Both ``@require_scopes`` and ``Depends(scopes(...))`` make ``/openapi.json`` show the API-key
+scheme, so Swagger's "Authorize" button works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import Security
+from fastapi.security import APIKeyHeader
+
+from ._context import check_scopes, current_principal
+from ._errors import AuthError, ErrorCode
+from ._models import Principal
+from ._scopes import check_scope_name
+
+__all__ = ["api_key_header", "scopes"]
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKeyAuth",
+    description="A NowRamp API key: ramp_live_... or ramp_test_...",
+    auto_error=False,
+)
+"""The OpenAPI security scheme (the middleware does the checking)."""
+
+
+def scopes(*required: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that requires every one of ``required`` and returns the principal.
+
+    Example::
+
+        @app.get("/orders")
+        async def orders(principal: Principal = Depends(scopes("orders:read"))): ...
+    """
+    needed = frozenset(check_scope_name(s) for s in required)
+
+    async def dependency(_api_key: str | None = Security(api_key_header)) -> Principal:
+        error = check_scopes(needed)
+        if error is not None:
+            raise error  # rendered by ApiKeyMiddleware as the standard JSON
+        principal = current_principal()
+        if principal is None:  # pragma: no cover - check_scopes refuses first
+            raise AuthError(ErrorCode.MISSING_API_KEY)
+        return principal
+
+    return dependency

@@ -1,0 +1,268 @@
+"""Starlette / FastAPI adapter: a pure ASGI middleware and the ``require_scopes`` decorator.
+
+Security model: every HTTP and WebSocket request is authenticated unless its path is listed in
+``public_paths``; a WebSocket is refused before it is accepted. The middleware only translates
+between ASGI and the core (:class:`~nowramp_auth.Authenticator`); every decision is made there.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, cast
+
+from starlette.authentication import AuthCredentials
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._authenticator import Authenticator
+from ._context import RequestContext, check_scopes, request_var
+from ._errors import AuthError
+from ._http import MAX_WIDGET_BODY, PublicPaths, parse_session_request, session_created
+from ._scopes import check_scope_name
+
+__all__ = ["ApiKeyMiddleware", "require_scopes"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_OPENAPI_PARAM = "nowramp_api_key"
+
+
+class ApiKeyMiddleware:
+    """Authenticate every HTTP and WebSocket request with an API key or widget session.
+
+    Parameters:
+        app: the ASGI app to protect.
+        authenticator: the :class:`~nowramp_auth.Authenticator`.
+        public_paths: exact paths, or prefixes ending in ``*``, served without a credential.
+        widget_sessions_path: where ``POST`` creates widget sessions (``None``: off).
+
+    Sets ``scope["user"]`` (the :class:`~nowramp_auth.Principal`), ``scope["auth"]``
+    (Starlette ``AuthCredentials``) and :func:`~nowramp_auth.current_principal`.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        authenticator: Authenticator,
+        public_paths: Iterable[str] = (),
+        widget_sessions_path: str | None = "/widget/sessions",
+    ) -> None:
+        if not isinstance(authenticator, Authenticator):
+            raise TypeError("authenticator must be a nowramp_auth.Authenticator")
+        if widget_sessions_path is not None and not str(widget_sessions_path).startswith("/"):
+            raise ValueError(f"widget_sessions_path must start with '/': {widget_sessions_path!r}")
+        self.app = app
+        self.authenticator = authenticator
+        self.public_paths = PublicPaths(public_paths)
+        self.widget_sessions_path = widget_sessions_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope.get("method", "GET") if scope["type"] == "http" else "WEBSOCKET"
+        if path == self.widget_sessions_path and method == "POST":
+            await self._widget_session(scope, receive, send)
+            return
+        if path in self.public_paths:
+            await self.app(scope, receive, send)
+            return
+        api_keys, authorizations, forwarded = _read_headers(scope)
+        client = scope.get("client")
+        client_ip = self.authenticator.resolve_client_ip(client[0] if client else None, forwarded)
+        try:
+            principal = await self.authenticator.authenticate_request_async(
+                api_keys, authorizations, client_ip=client_ip, method=method, path=path
+            )
+        except AuthError as error:
+            await _refuse(scope, send, error)
+            return
+        scope["user"] = principal
+        scope["auth"] = AuthCredentials(list(principal.scopes))
+        context = RequestContext(principal, self.authenticator, client_ip, method, path)
+        token = request_var.set(context)
+        extra = principal.rate_limit.headers() if principal.rate_limit is not None else []
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if extra:
+                    message["headers"] = [
+                        *message.get("headers", []),
+                        *((k.lower().encode(), v.encode()) for k, v in extra),
+                    ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except AuthError as error:  # raised by a route dependency downstream
+            if started:
+                raise
+            await _refuse(scope, send, error)
+        finally:
+            request_var.reset(token)
+
+    async def _widget_session(self, scope: Scope, receive: Receive, send: Send) -> None:
+        api_keys, _, forwarded = _read_headers(scope)
+        client = scope.get("client")
+        auth = self.authenticator
+        ip = auth.resolve_client_ip(client[0] if client else None, forwarded)
+        path = scope["path"]
+        try:
+            body = await _read_body(receive)
+            try:
+                request = parse_session_request(body)
+            except AuthError:
+                # Only an authenticated caller learns what is wrong with its body.
+                await auth.authenticate_request_async(
+                    api_keys, client_ip=ip, method="POST", path=path
+                )
+                raise
+            issued = await auth.create_session_async(
+                api_keys,
+                project_id=request.project_id,
+                customer_id=request.customer_id,
+                scopes=request.scopes,
+                client_ip=ip,
+                method="POST",
+                path=path,
+            )
+        except AuthError as error:
+            await _refuse(scope, send, error)
+            return
+        status, headers, payload = session_created(issued)
+        await _send_http(send, status, headers, payload)
+
+
+def _read_headers(scope: Scope) -> tuple[list[str], list[str], list[str]]:
+    api_keys: list[str] = []
+    authorizations: list[str] = []
+    forwarded: list[str] = []
+    for name, value in scope["headers"]:
+        if name == b"x-api-key":
+            api_keys.append(value.decode("latin-1"))
+        elif name == b"authorization":
+            authorizations.append(value.decode("latin-1"))
+        elif name == b"x-forwarded-for":
+            forwarded.append(value.decode("latin-1"))
+    return api_keys, authorizations, forwarded
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_WIDGET_BODY:
+            return b"\x00" * (MAX_WIDGET_BODY + 1)  # parse_session_request refuses it
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _send_http(send: Send, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+    raw = [(k.lower().encode(), v.encode("latin-1")) for k, v in headers]
+    raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse(scope: Scope, send: Send, error: AuthError) -> None:
+    if scope["type"] == "http":
+        await _send_http(send, error.status_code, error.headers(), error.body())
+    elif "websocket.http.response" in scope.get("extensions", {}):
+        raw = [(k.lower().encode(), v.encode("latin-1")) for k, v in error.headers()]
+        await send(
+            {"type": "websocket.http.response.start", "status": error.status_code, "headers": raw}
+        )
+        await send({"type": "websocket.http.response.body", "body": error.body()})
+    else:
+        await send({"type": "websocket.close", "code": 1008, "reason": error.code.value})
+
+
+def _error_response(error: AuthError) -> Response:
+    return Response(error.body(), error.status_code, headers=dict(error.headers()))
+
+
+def require_scopes(*scopes: str) -> Callable[[F], F]:
+    """Require every one of ``scopes`` on a Starlette endpoint or FastAPI path operation.
+
+    Works on ``async def`` and plain ``def`` endpoints and ``HTTPEndpoint`` methods, keeps the
+    signature FastAPI inspects, and adds the ``X-API-Key`` security scheme to FastAPI's OpenAPI.
+    A refusal is the standard ``INSUFFICIENT_PERMISSIONS`` JSON (audited).
+
+    Example::
+
+        @app.get("/quotes")
+        @require_scopes("quotes:read")
+        async def quotes(): ...
+    """
+    if not scopes:
+        raise ValueError("require_scopes needs at least one scope")
+    required = frozenset(check_scope_name(s) for s in scopes)
+
+    def decorator(endpoint: F) -> F:
+        if inspect.iscoroutinefunction(endpoint):
+
+            @functools.wraps(endpoint)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                kwargs.pop(_OPENAPI_PARAM, None)
+                error = check_scopes(required)
+                if error is not None:
+                    return _error_response(error)
+                return await endpoint(*args, **kwargs)
+
+            wrapper: Callable[..., Any] = async_wrapper
+        else:
+
+            @functools.wraps(endpoint)
+            def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+                kwargs.pop(_OPENAPI_PARAM, None)
+                error = check_scopes(required)
+                if error is not None:
+                    return _error_response(error)
+                return endpoint(*args, **kwargs)
+
+            wrapper = sync_wrapper
+        _declare_api_key_security(wrapper, endpoint)
+        return cast(F, wrapper)
+
+    return decorator
+
+
+def _declare_api_key_security(wrapper: Callable[..., Any], endpoint: Callable[..., Any]) -> None:
+    """Add a hidden ``Security(APIKeyHeader)`` parameter to the signature FastAPI reads, so
+    OpenAPI shows the scheme. Starlette ignores signatures, so this is harmless there."""
+    try:
+        from .fastapi import api_key_header
+    except ImportError:  # FastAPI not installed: nothing to declare
+        return
+    from fastapi import Security
+
+    try:
+        signature = inspect.signature(endpoint, eval_str=True)
+    except (NameError, TypeError, ValueError):
+        signature = inspect.signature(endpoint)
+    params = list(signature.parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    extra = inspect.Parameter(
+        _OPENAPI_PARAM,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=Security(api_key_header),
+        annotation=str | None,
+    )
+    insert_at = len(params)
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*params[:insert_at], extra]
+    )

@@ -1,0 +1,102 @@
+"""The store protocols: what the core needs from a key store, sync and async.
+
+A store keeps :class:`~nowramp_auth._models.StoredKey` records by key id and widget sessions by
+session id. It never sees a plaintext key, only digests made by its own :meth:`digest` (which
+knows the pepper). Every mutation that must be atomic is one store method, so a networked
+store can make it one server-side step: rotation checks and links both records at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
+
+__all__ = ["UPDATABLE_FIELDS", "AsyncRequestStore", "KeyStore", "Usage"]
+
+Usage = tuple[int, datetime | None]
+"""(request count, last used at) of one key."""
+
+UPDATABLE_FIELDS = frozenset(
+    {"scopes", "allowed_ips", "name", "metadata", "rate_limit", "expires_at"}
+)
+
+
+@runtime_checkable
+class KeyStore(Protocol):
+    """Synchronous store: the request path (WSGI, CLI) and every management operation."""
+
+    def digest(self, token: str) -> str:
+        """Digest of a plaintext key or session token (SHA-256, or HMAC with the pepper)."""
+
+    def get_key(self, key_id: str) -> StoredKey | None:
+        """The stored key, or ``None`` when unknown. Raises ``StoreUnavailable`` on I/O failure."""
+
+    def insert_key(self, stored: StoredKey) -> None:
+        """Add a new key; ``ValueError`` when the id exists."""
+
+    def update_key(self, key_id: str, changes: Mapping[str, Any]) -> KeyRecord:
+        """Set the given fields of a key atomically; ``KeyError`` when unknown."""
+
+    def revoke_key(self, key_id: str, at: datetime) -> KeyRecord:
+        """Mark a key revoked (idempotent: the first revocation time stays); ``KeyError``."""
+
+    def rotate_key(
+        self,
+        old_id: str,
+        *,
+        new_id: str,
+        new_digest: str,
+        new_hint: str,
+        now: datetime,
+        grace_end: datetime,
+    ) -> tuple[KeyRecord, KeyRecord]:
+        """Atomically create the successor of ``old_id`` and shorten the old key's life.
+
+        The successor copies type, scopes, name, project, allowlist, metadata, rate limit and
+        expiry. The old key's ``expires_at`` becomes ``min(expires_at, grace_end)``. Returns
+        ``(old, new)``. ``KeyError`` when unknown; ``ValueError`` when the old key is revoked,
+        expired at ``now``, or already has a successor.
+        """
+
+    def list_keys(self, project_id: str | None = None) -> list[KeyRecord]:
+        """Every key (of one project when given), oldest first."""
+
+    def insert_session(self, session: SessionRecord) -> None:
+        """Add a widget session (a networked store expires it at ``session.expires_at``)."""
+
+    def get_session(self, session_id: str) -> SessionRecord | None:
+        """The session, or ``None`` when unknown or gone."""
+
+    def revoke_session(self, session_id: str, at: datetime) -> SessionRecord | None:
+        """Mark a session revoked; ``None`` when unknown."""
+
+    def hit_rate_limit(self, key_id: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
+        """Count one request against ``limit`` if it fits; say whether it did."""
+
+    def record_usage(self, key_id: str, at: datetime) -> None:
+        """Note one authenticated request. Must not block on I/O (write behind)."""
+
+    def get_usage(self, key_ids: Iterable[str]) -> dict[str, Usage]:
+        """Usage of the given keys (keys never used may be missing)."""
+
+
+@runtime_checkable
+class AsyncRequestStore(Protocol):
+    """The request-path operations for async callers; they never block the event loop."""
+
+    async def get_key_async(self, key_id: str) -> StoredKey | None:
+        """Async twin of :meth:`KeyStore.get_key`."""
+
+    async def get_session_async(self, session_id: str) -> SessionRecord | None:
+        """Async twin of :meth:`KeyStore.get_session`."""
+
+    async def insert_session_async(self, session: SessionRecord) -> None:
+        """Async twin of :meth:`KeyStore.insert_session`."""
+
+    async def hit_rate_limit_async(
+        self, key_id: str, limit: RateLimit, now: datetime
+    ) -> RateLimitStatus:
+        """Async twin of :meth:`KeyStore.hit_rate_limit`."""

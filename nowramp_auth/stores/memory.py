@@ -1,0 +1,206 @@
+"""``MemoryKeyStore``: an in-process store for development, tests and single-process apps.
+
+Security model: it holds digests, never plaintext keys; with ``pepper=`` the digest is
+HMAC-SHA256, so a dump of the process memory's records does not let anyone test guesses
+without the pepper. All state is guarded by one lock, so every mutation is atomic across
+threads; the async methods run the same code (there is no I/O to wait for).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from .._keys import digest_secret
+from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
+from ._protocol import UPDATABLE_FIELDS, Usage
+from ._sliding_log import SlidingLog
+
+__all__ = ["MemoryKeyStore"]
+
+
+def rotation_refusal(old: KeyRecord, now: datetime) -> str | None:
+    """Why ``old`` cannot be rotated at ``now``, or ``None`` when it can."""
+    if old.revoked_at is not None:
+        return f"key {old.id} is revoked and cannot be rotated"
+    if old.expires_at is not None and now >= old.expires_at:
+        return f"key {old.id} has expired and cannot be rotated"
+    if old.rotated_to is not None:
+        return f"key {old.id} was already rotated to {old.rotated_to}; rotate that key instead"
+    return None
+
+
+class MemoryKeyStore:
+    """In-memory key store implementing both the sync and the async store protocols.
+
+    Parameters:
+        pepper: optional server-side secret; digests become HMAC-SHA256 keyed with it.
+    """
+
+    def __init__(self, *, pepper: bytes | str | None = None) -> None:
+        self._pepper = pepper.encode() if isinstance(pepper, str) else pepper
+        self._lock = threading.Lock()
+        self._keys: dict[str, StoredKey] = {}
+        self._sessions: dict[str, SessionRecord] = {}
+        self._usage: dict[str, list[Any]] = {}
+        self._limits: dict[str, SlidingLog] = {}
+
+    def __repr__(self) -> str:
+        return f"MemoryKeyStore(keys={len(self._keys)}, sessions={len(self._sessions)})"
+
+    def digest(self, token: str) -> str:
+        """Digest of a plaintext key or token."""
+        return digest_secret(token, self._pepper)
+
+    # -- keys -------------------------------------------------------------------------------
+    def get_key(self, key_id: str) -> StoredKey | None:
+        """The stored key or ``None``."""
+        return self._keys.get(key_id)
+
+    async def get_key_async(self, key_id: str) -> StoredKey | None:
+        """Async twin of :meth:`get_key`."""
+        return self._keys.get(key_id)
+
+    def insert_key(self, stored: StoredKey) -> None:
+        """Add a new key; ``ValueError`` when the id exists."""
+        with self._lock:
+            if stored.record.id in self._keys:
+                raise ValueError(f"key id {stored.record.id} already exists")
+            self._keys[stored.record.id] = stored
+
+    def _require(self, key_id: str) -> StoredKey:
+        stored = self._keys.get(key_id)
+        if stored is None:
+            raise KeyError(key_id)
+        return stored
+
+    def update_key(self, key_id: str, changes: Mapping[str, Any]) -> KeyRecord:
+        """Set fields of a key atomically; ``KeyError`` when unknown."""
+        unknown = set(changes) - UPDATABLE_FIELDS
+        if unknown:
+            raise ValueError(f"fields cannot be updated: {', '.join(sorted(unknown))}")
+        with self._lock:
+            stored = self._require(key_id)
+            record = dataclasses.replace(stored.record, **changes)
+            self._keys[key_id] = dataclasses.replace(stored, record=record)
+            if "rate_limit" in changes:
+                self._limits.pop(key_id, None)
+            return record
+
+    def revoke_key(self, key_id: str, at: datetime) -> KeyRecord:
+        """Mark a key revoked; the first revocation time stays."""
+        with self._lock:
+            stored = self._require(key_id)
+            if stored.record.revoked_at is not None:
+                return stored.record
+            record = dataclasses.replace(stored.record, revoked_at=at)
+            self._keys[key_id] = dataclasses.replace(stored, record=record)
+            return record
+
+    def rotate_key(
+        self,
+        old_id: str,
+        *,
+        new_id: str,
+        new_digest: str,
+        new_hint: str,
+        now: datetime,
+        grace_end: datetime,
+    ) -> tuple[KeyRecord, KeyRecord]:
+        """Atomically create the successor and shorten the old key's life."""
+        with self._lock:
+            stored = self._require(old_id)
+            old = stored.record
+            refusal = rotation_refusal(old, now)
+            if refusal:
+                raise ValueError(refusal)
+            if new_id in self._keys:
+                raise ValueError(f"key id {new_id} already exists")
+            new = dataclasses.replace(
+                old,
+                id=new_id,
+                created_at=now,
+                revoked_at=None,
+                hint=new_hint,
+                rotated_from=old.id,
+                rotated_to=None,
+                last_used_at=None,
+                request_count=0,
+            )
+            old_expiry = grace_end if old.expires_at is None else min(old.expires_at, grace_end)
+            old = dataclasses.replace(old, expires_at=old_expiry, rotated_to=new_id)
+            self._keys[old_id] = dataclasses.replace(stored, record=old)
+            self._keys[new_id] = StoredKey(new, new_digest)
+            return old, new
+
+    def list_keys(self, project_id: str | None = None) -> list[KeyRecord]:
+        """Every key (of one project when given), oldest first."""
+        records = [s.record for s in list(self._keys.values())]
+        if project_id is not None:
+            records = [r for r in records if r.project_id == project_id]
+        return sorted(records, key=lambda r: (r.created_at, r.id))
+
+    # -- sessions ---------------------------------------------------------------------------
+    def insert_session(self, session: SessionRecord) -> None:
+        """Add a widget session."""
+        with self._lock:
+            if session.id in self._sessions:
+                raise ValueError(f"session id {session.id} already exists")
+            self._sessions[session.id] = session
+
+    async def insert_session_async(self, session: SessionRecord) -> None:
+        """Async twin of :meth:`insert_session`."""
+        self.insert_session(session)
+
+    def get_session(self, session_id: str) -> SessionRecord | None:
+        """The session or ``None``."""
+        return self._sessions.get(session_id)
+
+    async def get_session_async(self, session_id: str) -> SessionRecord | None:
+        """Async twin of :meth:`get_session`."""
+        return self._sessions.get(session_id)
+
+    def revoke_session(self, session_id: str, at: datetime) -> SessionRecord | None:
+        """Mark a session revoked; ``None`` when unknown."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None or session.revoked_at is not None:
+                return session
+            session = dataclasses.replace(session, revoked_at=at)
+            self._sessions[session_id] = session
+            return session
+
+    # -- rate limits and usage ---------------------------------------------------------------
+    def hit_rate_limit(self, key_id: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
+        """Sliding-log limiter, per process."""
+        now_ms = int(now.timestamp() * 1000)
+        with self._lock:
+            log = self._limits.get(key_id)
+            if log is None:
+                log = self._limits[key_id] = SlidingLog()
+            return log.hit(now_ms, limit.requests, limit.window_ms)
+
+    async def hit_rate_limit_async(
+        self, key_id: str, limit: RateLimit, now: datetime
+    ) -> RateLimitStatus:
+        """Async twin of :meth:`hit_rate_limit`."""
+        return self.hit_rate_limit(key_id, limit, now)
+
+    def record_usage(self, key_id: str, at: datetime) -> None:
+        """Count one request (in memory, no I/O)."""
+        with self._lock:
+            usage = self._usage.get(key_id)
+            if usage is None:
+                self._usage[key_id] = [1, at]
+            else:
+                usage[0] += 1
+                if usage[1] is None or at > usage[1]:
+                    usage[1] = at
+
+    def get_usage(self, key_ids: Iterable[str]) -> dict[str, Usage]:
+        """Usage of the given keys."""
+        with self._lock:
+            return {k: (u[0], u[1]) for k in key_ids if (u := self._usage.get(k)) is not None}
