@@ -1,0 +1,194 @@
+"""How records are laid out in Redis (pure): key names, and hash fields to and from values.
+
+Every Redis key of one rotation lineage carries the lineage's family as its hash tag
+(``{Ab3d}``), so a record, its successor, its sessions, its rate-limit log and its usage
+counters live in one Redis Cluster slot and can change together in one Lua script. Key names
+hold public ids only: never a secret, never a digest.
+
+Times are stored as integer microseconds since the epoch (exact in Lua's doubles until 2255).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .._keys import key_family
+from .._models import KeyRecord, RateLimit, SessionRecord, StoredKey
+
+__all__ = [
+    "KeyNames",
+    "decode_key",
+    "decode_session",
+    "encode_changes",
+    "encode_key",
+    "encode_session",
+    "from_us",
+    "to_us",
+]
+
+
+def to_us(value: datetime) -> str:
+    """A datetime as integer microseconds since the epoch (text)."""
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return str(delta // timedelta(microseconds=1))
+
+
+def from_us(value: str) -> datetime:
+    """Inverse of :func:`to_us`."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(value))
+
+
+class KeyNames:
+    """Redis key names under one namespace."""
+
+    def __init__(self, namespace: str) -> None:
+        if not namespace or any(c in namespace for c in "{} \n\r\t"):
+            raise ValueError(f"namespace must be non-empty without braces or spaces: {namespace!r}")
+        self.ns = namespace
+        self.channel = f"{namespace}:invalidate"
+        self.all_keys = f"{namespace}:index:keys"
+        self.audit = f"{namespace}:audit"
+
+    def record(self, key_id: str) -> str:
+        """The hash of a key record."""
+        return f"{self.ns}:key:{{{key_family(key_id)}}}:{key_id}"
+
+    def session(self, session_id: str) -> str:
+        """The hash of a widget session."""
+        return f"{self.ns}:sess:{{{key_family(session_id)}}}:{session_id}"
+
+    def rate_log(self, key_id: str) -> str:
+        """The sorted set of a key's recent accepted requests."""
+        return f"{self.ns}:rl:{{{key_family(key_id)}}}:{key_id}"
+
+    def usage(self, key_id: str) -> str:
+        """The hash of a key's usage counters."""
+        return f"{self.ns}:usage:{{{key_family(key_id)}}}:{key_id}"
+
+    def project(self, project_id: str) -> str:
+        """The set of key ids of one project (an index; records are the truth)."""
+        return f"{self.ns}:index:project:{project_id}"
+
+
+def _opt(value: datetime | None) -> str | None:
+    return to_us(value) if value is not None else None
+
+
+def encode_key(stored: StoredKey) -> dict[str, str]:
+    """Hash fields of a stored key (``None`` fields are left out)."""
+    r = stored.record
+    fields: dict[str, str | None] = {
+        "id": r.id,
+        "type": r.key_type,
+        "scopes": " ".join(sorted(r.scopes)),
+        "name": r.name,
+        "project": r.project_id,
+        "ips": " ".join(r.allowed_ips),
+        "created": to_us(r.created_at),
+        "expires": _opt(r.expires_at),
+        "revoked": _opt(r.revoked_at),
+        "hint": r.hint,
+        "meta": json.dumps(dict(r.metadata), sort_keys=True),
+        "from": r.rotated_from,
+        "to": r.rotated_to,
+        "digest": stored.digest,
+        **_encode_rate_limit(r.rate_limit),
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _encode_rate_limit(limit: RateLimit | None) -> dict[str, str | None]:
+    if limit is None:
+        return {"rl_requests": None, "rl_window_ms": None}
+    return {"rl_requests": str(limit.requests), "rl_window_ms": str(limit.window_ms)}
+
+
+def encode_changes(changes: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """Hash fields to set and to delete for a :meth:`KeyStore.update_key` change set."""
+    values: dict[str, str | None] = {}
+    for name, value in changes.items():
+        if name == "scopes":
+            values["scopes"] = " ".join(sorted(value))
+        elif name == "allowed_ips":
+            values["ips"] = " ".join(value)
+        elif name == "name":
+            values["name"] = value
+        elif name == "metadata":
+            values["meta"] = json.dumps(dict(value), sort_keys=True)
+        elif name == "rate_limit":
+            values.update(_encode_rate_limit(value))
+        elif name == "expires_at":
+            values["expires"] = _opt(value)
+        else:
+            raise ValueError(f"field cannot be updated: {name}")
+    to_set = {k: v for k, v in values.items() if v is not None}
+    to_delete = [k for k, v in values.items() if v is None]
+    return to_set, to_delete
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(value.split()) if value else ()
+
+
+def decode_key(fields: dict[str, str]) -> StoredKey | None:
+    """A stored key from its hash fields; ``None`` for an empty (missing) hash."""
+    if not fields or "id" not in fields:
+        return None
+    rate_limit = None
+    if "rl_requests" in fields:
+        rate_limit = RateLimit(
+            int(fields["rl_requests"]), timedelta(milliseconds=int(fields["rl_window_ms"]))
+        )
+    key_type = fields["type"]
+    record = KeyRecord(
+        id=fields["id"],
+        key_type="live" if key_type == "live" else "test",
+        scopes=frozenset(_split(fields.get("scopes"))),
+        name=fields.get("name", ""),
+        project_id=fields.get("project"),
+        allowed_ips=_split(fields.get("ips")),
+        created_at=from_us(fields["created"]),
+        expires_at=from_us(fields["expires"]) if "expires" in fields else None,
+        revoked_at=from_us(fields["revoked"]) if "revoked" in fields else None,
+        hint=fields.get("hint", ""),
+        metadata=json.loads(fields.get("meta") or "{}"),
+        rate_limit=rate_limit,
+        rotated_from=fields.get("from"),
+        rotated_to=fields.get("to"),
+    )
+    return StoredKey(record, fields["digest"])
+
+
+def encode_session(session: SessionRecord) -> dict[str, str]:
+    """Hash fields of a widget session."""
+    fields = {
+        "id": session.id,
+        "key": session.key_id,
+        "project": session.project_id,
+        "customer": session.customer_id,
+        "scopes": " ".join(sorted(session.scopes)),
+        "created": to_us(session.created_at),
+        "expires": to_us(session.expires_at),
+        "revoked": _opt(session.revoked_at),
+        "digest": session.digest,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def decode_session(fields: dict[str, str]) -> SessionRecord | None:
+    """A session from its hash fields; ``None`` for a missing hash."""
+    if not fields or "id" not in fields:
+        return None
+    return SessionRecord(
+        id=fields["id"],
+        key_id=fields["key"],
+        project_id=fields["project"],
+        customer_id=fields.get("customer"),
+        scopes=frozenset(_split(fields.get("scopes"))),
+        created_at=from_us(fields["created"]),
+        expires_at=from_us(fields["expires"]),
+        revoked_at=from_us(fields["revoked"]) if "revoked" in fields else None,
+        digest=fields["digest"],
+    )
