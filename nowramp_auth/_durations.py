@@ -1,0 +1,49 @@
+"""Parsing durations (``90d``, ``1h30m``) and rate limits (``100/60s``) for the CLI (pure)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from ._models import RateLimit
+
+__all__ = ["format_duration", "parse_duration", "parse_rate_limit"]
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90d"``, ``"24h"``, ``"1h30m"``, ``"500ms"`` → timedelta; ``ValueError`` otherwise."""
+    text = text.strip()
+    pos = 0
+    seconds = 0.0
+    for match in _PART.finditer(text):
+        if match.start() != pos:
+            break
+        seconds += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if not text or pos != len(text):
+        raise ValueError(f"invalid duration {text!r}: use e.g. 90d, 24h, 1h30m, 45s")
+    return timedelta(seconds=seconds)
+
+
+def parse_rate_limit(text: str) -> RateLimit:
+    """``"100/60s"`` or ``"1000/1h"`` → RateLimit; ``ValueError`` otherwise."""
+    requests, sep, window = text.partition("/")
+    if not sep or not requests.strip().isdigit():
+        raise ValueError(f"invalid rate limit {text!r}: use REQUESTS/WINDOW, e.g. 100/60s")
+    return RateLimit(int(requests), parse_duration(window))
+
+
+def format_duration(delta: timedelta) -> str:
+    """A short human form: ``1d2h``, ``45s``."""
+    seconds = int(delta.total_seconds())
+    if seconds <= 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts[:2])
