@@ -265,6 +265,8 @@ class Authenticator:
 
     # -- flows (pure but for the yielded store operations) -----------------------------------
     def _now(self) -> datetime:
+        if self.clock is utc_now:
+            return utc_now()
         return require_aware(self.clock(), "clock()")
 
     def _key_flow(

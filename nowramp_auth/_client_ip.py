@@ -10,6 +10,7 @@ client, outside every non-empty allowlist), never an exception.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
@@ -32,6 +33,12 @@ def parse_ip(value: str | None) -> IPAddress | None:
     """An IP address from text, IPv4-mapped IPv6 folded to IPv4; ``None`` if not an address."""
     if not value or len(value) > 64:
         return None
+    return _parse_ip_cached(value)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_ip_cached(value: str) -> IPAddress | None:
+    # Client addresses repeat; parsing with ipaddress costs more than the rest of a request.
     try:
         address = ipaddress.ip_address(value.strip())
     except ValueError:

@@ -21,6 +21,7 @@ __all__ = ["allowlist_of", "decide_key", "decide_session", "verify_session_diges
 _DUMMY_DIGEST = "0" * 64
 
 _allowlist_cache: dict[tuple[str, ...], tuple[IPNetwork, ...]] = {}
+_principal_cache: dict[int, tuple[KeyRecord, Principal]] = {}
 
 
 def allowlist_of(record: KeyRecord) -> tuple[IPNetwork, ...]:
@@ -62,13 +63,26 @@ def decide_key(
         raise AuthError(
             ErrorCode.INSUFFICIENT_PERMISSIONS, required_scopes=required_scopes, key_id=record.id
         )
-    return Principal(
+    return _principal_of(record)
+
+
+def _principal_of(record: KeyRecord) -> Principal:
+    # Records are immutable and stores hand out the same object until it changes, so the
+    # principal is built once per record version (keyed by identity, holding the record).
+    entry = _principal_cache.get(id(record))
+    if entry is not None and entry[0] is record:
+        return entry[1]
+    principal = Principal(
         key_id=record.id,
         key_type=record.key_type,
         scopes=record.scopes,
         project_id=record.project_id,
         metadata=record.metadata,
     )
+    if len(_principal_cache) > 8192:
+        _principal_cache.clear()
+    _principal_cache[id(record)] = (record, principal)
+    return principal
 
 
 def verify_session_digest(session: SessionRecord | None, presented_digest: str) -> SessionRecord:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import zlib
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ KeyType = Literal["live", "test"]
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _BASE62_SET = frozenset(BASE62)
+_BASE62_INDEX = {char: index for index, char in enumerate(BASE62)}
 
 KEY_PREFIXES: dict[str, KeyType] = {"ramp_live_": "live", "ramp_test_": "test"}
 PREFIX_FOR_TYPE: dict[KeyType, str] = {"live": "ramp_live_", "test": "ramp_test_"}
@@ -66,6 +68,10 @@ CHECKSUM_LENGTH = 6
 PUBLIC_ID_LENGTH = FAMILY_LENGTH + ID_LENGTH
 BODY_LENGTH = PUBLIC_ID_LENGTH + SECRET_LENGTH + CHECKSUM_LENGTH
 TOKEN_LENGTH = _PREFIX_LENGTH + BODY_LENGTH
+
+# One C-level match checks prefix, length and alphabet before any Python-level work.
+_KEY_SHAPE = re.compile(rf"ramp_(live|test)_[0-9A-Za-z]{{{BODY_LENGTH}}}")
+_SESSION_SHAPE = re.compile(rf"ramp_sess_[0-9A-Za-z]{{{BODY_LENGTH}}}")
 
 KEY_ID_PREFIX = "key_"
 SESSION_ID_PREFIX = "sess_"
@@ -131,17 +137,19 @@ def key_family(record_id: str) -> str:
     return public[:FAMILY_LENGTH]
 
 
-def _check_body(token: str, prefix_length: int) -> str | None:
-    """Return the public id part if ``token``'s body is well formed and its checksum holds."""
-    if len(token) != TOKEN_LENGTH:
-        return None
-    body = token[prefix_length:]
-    if not _BASE62_SET.issuperset(body):
-        return None
+def _decode_base62(text: str) -> int:
+    value = 0
+    for char in text:
+        value = value * 62 + _BASE62_INDEX[char]
+    return value
+
+
+def _checksum_holds(token: str) -> bool:
+    """CRC32 of everything before the checksum equals the checksum (shape already checked).
+
+    The checksum is not secret (anyone can compute it), so a plain comparison is fine."""
     head = token[: TOKEN_LENGTH - CHECKSUM_LENGTH]
-    if not hmac.compare_digest(_checksum(head), token[-CHECKSUM_LENGTH:]):
-        return None
-    return body[:PUBLIC_ID_LENGTH]
+    return zlib.crc32(head.encode("ascii")) == _decode_base62(token[-CHECKSUM_LENGTH:])
 
 
 def parse_key(api_key: str) -> ParsedKey | None:
@@ -151,24 +159,22 @@ def parse_key(api_key: str) -> ParsedKey | None:
     """
     if not isinstance(api_key, str) or len(api_key) != TOKEN_LENGTH:
         return None
-    key_type = KEY_PREFIXES.get(api_key[:_PREFIX_LENGTH])
-    if key_type is None:
+    shape = _KEY_SHAPE.fullmatch(api_key)
+    if shape is None or not _checksum_holds(api_key):
         return None
-    public_id = _check_body(api_key, _PREFIX_LENGTH)
-    if public_id is None:
-        return None
-    return ParsedKey(KEY_ID_PREFIX + public_id, key_type)
+    key_type: KeyType = "live" if shape.group(1) == "live" else "test"
+    return ParsedKey(
+        KEY_ID_PREFIX + api_key[_PREFIX_LENGTH : _PREFIX_LENGTH + PUBLIC_ID_LENGTH], key_type
+    )
 
 
 def parse_session_token(token: str) -> ParsedSessionToken | None:
     """Parse a presented widget session token; ``None`` when malformed. Never raises."""
     if not isinstance(token, str) or len(token) != TOKEN_LENGTH:
         return None
-    if token[:_PREFIX_LENGTH] != SESSION_PREFIX:
+    if _SESSION_SHAPE.fullmatch(token) is None or not _checksum_holds(token):
         return None
-    public_id = _check_body(token, _PREFIX_LENGTH)
-    if public_id is None:
-        return None
+    public_id = token[_PREFIX_LENGTH : _PREFIX_LENGTH + PUBLIC_ID_LENGTH]
     return ParsedSessionToken(SESSION_ID_PREFIX + public_id)
 
 

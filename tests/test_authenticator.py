@@ -37,8 +37,9 @@ def wrong_secret(secret: str) -> str:
 
 def test_valid_key_gives_principal(kit: AuthKit):
     issued = kit.key("quotes:read", project_id="p1", metadata={"account": "acct_1"})
-    principal = kit.authenticator.authenticate(issued.secret, client_ip=IP,
-                                                required_scopes=["quotes:read"])
+    principal = kit.authenticator.authenticate(
+        issued.secret, client_ip=IP, required_scopes=["quotes:read"]
+    )
     assert principal.key_id == issued.key.id
     assert principal.kind == "api_key"
     assert principal.project_id == "p1"
@@ -63,7 +64,10 @@ def test_unknown_and_wrong_secret_are_invalid(kit: AuthKit):
     issued = kit.key("quotes:read")
     from nowramp_auth._keys import generate_key
 
-    assert code_of(kit.authenticator.authenticate, generate_key("test")[0]) == ErrorCode.INVALID_API_KEY
+    assert (
+        code_of(kit.authenticator.authenticate, generate_key("test")[0])
+        == ErrorCode.INVALID_API_KEY
+    )
     forged = wrong_secret(issued.secret)
     assert code_of(kit.authenticator.authenticate, forged) == ErrorCode.INVALID_API_KEY
 
@@ -82,8 +86,11 @@ def test_digest_is_checked_before_state(kit: AuthKit):
 
 
 def test_order_revoked_before_expired_before_ip_before_scopes(kit: AuthKit):
-    issued = kit.key("quotes:read", allowed_ips=["198.51.100.0/24"],
-                     expires_at=kit.clock.now + timedelta(minutes=1))
+    issued = kit.key(
+        "quotes:read",
+        allowed_ips=["198.51.100.0/24"],
+        expires_at=kit.clock.now + timedelta(minutes=1),
+    )
     auth = kit.authenticator
     kwargs = {"client_ip": IP, "required_scopes": ["orders:write"]}
     assert code_of(auth.authenticate, issued.secret, **kwargs) == ErrorCode.IP_NOT_ALLOWED
@@ -108,8 +115,10 @@ def test_ip_allowlist(kit: AuthKit, client_ip, ok):
     if ok:
         kit.authenticator.authenticate(issued.secret, client_ip=client_ip)
     else:
-        assert code_of(kit.authenticator.authenticate, issued.secret,
-                       client_ip=client_ip) == ErrorCode.IP_NOT_ALLOWED
+        assert (
+            code_of(kit.authenticator.authenticate, issued.secret, client_ip=client_ip)
+            == ErrorCode.IP_NOT_ALLOWED
+        )
 
 
 def test_empty_allowlist_accepts_any_address(kit: AuthKit):
@@ -142,11 +151,24 @@ def test_scopes(kit: AuthKit, held, required, ok):
 
 # -- rotation ------------------------------------------------------------------------------
 def test_rotation_grace_edges(kit: AuthKit):
-    old = kit.key("quotes:read", project_id="p1", allowed_ips=["203.0.113.0/24"],
-                  metadata={"a": 1}, rate_limit=RateLimit(1000, timedelta(minutes=1)))
+    old = kit.key(
+        "quotes:read",
+        project_id="p1",
+        allowed_ips=["203.0.113.0/24"],
+        metadata={"a": 1},
+        rate_limit=RateLimit(1000, timedelta(minutes=1)),
+    )
     new = kit.manager.rotate(old.key.id)
-    for field in ("key_type", "scopes", "project_id", "allowed_ips", "name", "metadata",
-                  "rate_limit", "expires_at"):
+    for field in (
+        "key_type",
+        "scopes",
+        "project_id",
+        "allowed_ips",
+        "name",
+        "metadata",
+        "rate_limit",
+        "expires_at",
+    ):
         assert getattr(new.key, field) == getattr(old.key, field), field
     assert new.key.rotated_from == old.key.id
     assert kit.manager.get(old.key.id).rotated_to == new.key.id
@@ -241,31 +263,51 @@ def test_unlimited_keys_have_no_rate_limit_status(kit: AuthKit):
 
 # -- sessions ------------------------------------------------------------------------------
 def test_session_flow(kit: AuthKit):
-    issued = kit.key("quotes:read", "orders:write", "webhooks:read", project_id="p1",
-                     allowed_ips=["203.0.113.0/24"])
+    issued = kit.key(
+        "quotes:read",
+        "orders:write",
+        "webhooks:read",
+        project_id="p1",
+        allowed_ips=["203.0.113.0/24"],
+    )
     auth = kit.authenticator
     session = auth.create_session(issued.secret, project_id="p1", client_ip=IP, customer_id="c1")
     assert session.token.startswith("ramp_sess_")
     assert session.scopes == frozenset({"quotes:read", "orders:write"})  # no webhooks
     assert session.expires_at == kit.clock.now + timedelta(minutes=30)
-    principal = auth.authenticate_session(session.token, required_scopes=["quotes:read"],
-                                          client_ip="198.51.100.9")  # allowlist does not apply
+    principal = auth.authenticate_session(
+        session.token, required_scopes=["quotes:read"], client_ip="198.51.100.9"
+    )  # allowlist does not apply
     assert principal.kind == "session"
     assert principal.key_id == issued.key.id
     assert principal.project_id == "p1" and principal.customer_id == "c1"
-    assert code_of(auth.authenticate_session, session.token,
-                   required_scopes=["webhooks:read"]) == ErrorCode.INSUFFICIENT_PERMISSIONS
+    assert (
+        code_of(auth.authenticate_session, session.token, required_scopes=["webhooks:read"])
+        == ErrorCode.INSUFFICIENT_PERMISSIONS
+    )
 
 
 def test_session_creation_checks(kit: AuthKit):
     auth = kit.authenticator
     scoped = kit.key("quotes:read", project_id="p1", allowed_ips=["203.0.113.0/24"])
-    assert code_of(auth.create_session, scoped.secret, project_id="p2",
-                   client_ip=IP) == ErrorCode.INSUFFICIENT_PERMISSIONS
-    assert code_of(auth.create_session, scoped.secret, project_id="p1", client_ip=IP,
-                   scopes=["orders:read"]) == ErrorCode.INSUFFICIENT_PERMISSIONS
-    assert code_of(auth.create_session, scoped.secret, project_id="p1",
-                   client_ip="198.51.100.1") == ErrorCode.IP_NOT_ALLOWED
+    assert (
+        code_of(auth.create_session, scoped.secret, project_id="p2", client_ip=IP)
+        == ErrorCode.INSUFFICIENT_PERMISSIONS
+    )
+    assert (
+        code_of(
+            auth.create_session,
+            scoped.secret,
+            project_id="p1",
+            client_ip=IP,
+            scopes=["orders:read"],
+        )
+        == ErrorCode.INSUFFICIENT_PERMISSIONS
+    )
+    assert (
+        code_of(auth.create_session, scoped.secret, project_id="p1", client_ip="198.51.100.1")
+        == ErrorCode.IP_NOT_ALLOWED
+    )
     assert code_of(auth.create_session, None, project_id="p1") == ErrorCode.MISSING_API_KEY
     unscoped = kit.key("webhooks:read")  # no project: any project
     session = auth.create_session(unscoped.secret, project_id="anything", scopes=["webhooks:read"])
@@ -336,7 +378,9 @@ def test_custom_widget_scopes_and_ttl():
         pytest.param([], ["Basic dXNlcjpwYXNz"], ErrorCode.MISSING_API_KEY, id="basic-auth"),
         pytest.param([], ["Bearer "], ErrorCode.INVALID_SESSION_TOKEN, id="empty-bearer"),
         pytest.param([], ["Bearer KEY"], ErrorCode.INVALID_SESSION_TOKEN, id="key-as-bearer"),
-        pytest.param([], ["Bearer x", "Bearer y"], ErrorCode.INVALID_SESSION_TOKEN, id="two-bearers"),
+        pytest.param(
+            [], ["Bearer x", "Bearer y"], ErrorCode.INVALID_SESSION_TOKEN, id="two-bearers"
+        ),
     ],
 )
 def test_request_credentials(kit: AuthKit, api_keys, authorizations, code):
@@ -402,19 +446,36 @@ def test_audit_events(kit: AuthKit):
     issued = kit.key("quotes:read", project_id="p1")
     auth = kit.authenticator
     with pytest.raises(AuthError):
-        auth.authenticate(issued.secret, client_ip=IP, required_scopes=["orders:read"],
-                          method="GET", path="/orders")
+        auth.authenticate(
+            issued.secret,
+            client_ip=IP,
+            required_scopes=["orders:read"],
+            method="GET",
+            path="/orders",
+        )
     kit.manager.update(issued.key.id, name="renamed")
     rotated = kit.manager.rotate(issued.key.id)
     kit.manager.revoke(rotated.key.id)
     session = auth.create_session(issued.secret, project_id="p1")
     auth.revoke_session(session.token)
     types = [e.type for e in kit.audit.events]
-    assert types == ["key.created", "auth.failed", "key.updated", "key.rotated", "key.revoked",
-                     "session.created", "session.revoked"]
+    assert types == [
+        "key.created",
+        "auth.failed",
+        "key.updated",
+        "key.rotated",
+        "key.revoked",
+        "session.created",
+        "session.revoked",
+    ]
     failed = kit.audit.events[1]
     assert (failed.code, failed.key_id, failed.client_ip, failed.method, failed.path) == (
-        "INSUFFICIENT_PERMISSIONS", issued.key.id, IP, "GET", "/orders")
+        "INSUFFICIENT_PERMISSIONS",
+        issued.key.id,
+        IP,
+        "GET",
+        "/orders",
+    )
     assert all(e.at is not None for e in kit.audit.events)
 
 

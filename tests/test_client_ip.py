@@ -17,13 +17,31 @@ PROXIES = parse_networks(["10.0.0.0/8", "fd00::/8"])
     ("peer", "forwarded", "trusted", "expected"),
     [
         pytest.param("203.0.113.7", [], (), "203.0.113.7", id="peer-only"),
-        pytest.param("203.0.113.7", ["198.51.100.1"], (), "203.0.113.7", id="xff-ignored-by-default"),
-        pytest.param("203.0.113.7", ["198.51.100.1"], PROXIES, "203.0.113.7", id="xff-from-untrusted-peer"),
+        pytest.param(
+            "203.0.113.7", ["198.51.100.1"], (), "203.0.113.7", id="xff-ignored-by-default"
+        ),
+        pytest.param(
+            "203.0.113.7", ["198.51.100.1"], PROXIES, "203.0.113.7", id="xff-from-untrusted-peer"
+        ),
         pytest.param("10.0.0.1", ["198.51.100.1"], PROXIES, "198.51.100.1", id="one-trusted-hop"),
-        pytest.param("10.0.0.1", ["1.1.1.1, 198.51.100.1, 10.0.0.2"], PROXIES, "198.51.100.1", id="rightmost-untrusted"),
-        pytest.param("10.0.0.1", ["1.1.1.1", "198.51.100.1"], PROXIES, "198.51.100.1", id="several-fields-one-list"),
+        pytest.param(
+            "10.0.0.1",
+            ["1.1.1.1, 198.51.100.1, 10.0.0.2"],
+            PROXIES,
+            "198.51.100.1",
+            id="rightmost-untrusted",
+        ),
+        pytest.param(
+            "10.0.0.1",
+            ["1.1.1.1", "198.51.100.1"],
+            PROXIES,
+            "198.51.100.1",
+            id="several-fields-one-list",
+        ),
         pytest.param("10.0.0.1", [], PROXIES, "10.0.0.1", id="trusted-peer-no-xff"),
-        pytest.param("10.0.0.1", ["10.0.0.3, 10.0.0.2"], PROXIES, "10.0.0.3", id="all-trusted-leftmost"),
+        pytest.param(
+            "10.0.0.1", ["10.0.0.3, 10.0.0.2"], PROXIES, "10.0.0.3", id="all-trusted-leftmost"
+        ),
         pytest.param("10.0.0.1", ["garbage"], PROXIES, None, id="unparsable-hop"),
         pytest.param("10.0.0.1", ["1.1.1.1, "], PROXIES, None, id="empty-hop"),
         pytest.param("10.0.0.1", ["1.1.1.1:8080"], PROXIES, None, id="hop-with-port"),

@@ -46,8 +46,9 @@ def client(kit: AuthKit) -> TestClient:
     def wallets(principal: Principal = Depends(scopes("wallets:read"))) -> dict:
         return {"key_id": principal.key_id}
 
-    app.add_middleware(ApiKeyMiddleware, authenticator=kit.authenticator,
-                       public_paths=["/openapi.json", "/docs*"])
+    app.add_middleware(
+        ApiKeyMiddleware, authenticator=kit.authenticator, public_paths=["/openapi.json", "/docs*"]
+    )
     return TestClient(app)
 
 
@@ -67,16 +68,18 @@ def test_validation_errors_are_still_422(client: TestClient, kit: AuthKit):
 
 def test_sync_body_endpoint(client: TestClient, kit: AuthKit):
     secret = kit.key("orders:write").secret
-    response = client.post("/orders", json={"amount": 5, "currency": "EUR"},
-                           headers={"X-API-Key": secret})
+    response = client.post(
+        "/orders", json={"amount": 5, "currency": "EUR"}, headers={"X-API-Key": secret}
+    )
     assert response.status_code == 201
     assert response.json() == {"amount": 5, "currency": "EUR"}
 
 
 def test_decorator_refusal(client: TestClient, kit: AuthKit):
     secret = kit.key("quotes:read").secret
-    response = client.post("/orders", json={"amount": 5, "currency": "EUR"},
-                           headers={"X-API-Key": secret})
+    response = client.post(
+        "/orders", json={"amount": 5, "currency": "EUR"}, headers={"X-API-Key": secret}
+    )
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "INSUFFICIENT_PERMISSIONS"
 
@@ -85,7 +88,8 @@ def test_decorator_refusal(client: TestClient, kit: AuthKit):
 def test_dependency_form(client: TestClient, kit: AuthKit, path: str):
     allowed = kit.key("customers:read", "wallets:read")
     assert client.get(path, headers={"X-API-Key": allowed.secret}).json() == {
-        "key_id": allowed.key.id}
+        "key_id": allowed.key.id
+    }
     denied = client.get(path, headers={"X-API-Key": kit.key("quotes:read").secret})
     assert denied.status_code == 403
     assert denied.json()["error"]["code"] == "INSUFFICIENT_PERMISSIONS"
@@ -95,11 +99,12 @@ def test_openapi_declares_the_api_key_scheme(client: TestClient):
     spec = client.get("/openapi.json").json()
     schemes = spec["components"]["securitySchemes"]
     assert schemes["ApiKeyAuth"] == {
-        "type": "apiKey", "in": "header", "name": "X-API-Key",
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
         "description": "A NowRamp API key: ramp_live_... or ramp_test_...",
     }
-    for path, method in [("/quotes/{quote_id}", "get"), ("/orders", "post"),
-                         ("/customers", "get")]:
+    for path, method in [("/quotes/{quote_id}", "get"), ("/orders", "post"), ("/customers", "get")]:
         assert spec["paths"][path][method]["security"] == [{"ApiKeyAuth": []}]
     params = [p["name"] for p in spec["paths"]["/quotes/{quote_id}"]["get"]["parameters"]]
     assert params == ["quote_id", "currency"]  # our hidden parameter is not a query param

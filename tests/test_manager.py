@@ -16,10 +16,11 @@ def kit() -> AuthKit:
 
 
 def test_twelve_known_scopes():
-    assert KNOWN_SCOPES == {
-        f"{r}:{a}" for r in ("quotes", "orders", "customers", "wallets", "kyc", "webhooks")
+    assert {
+        f"{r}:{a}"
+        for r in ("quotes", "orders", "customers", "wallets", "kyc", "webhooks")
         for a in ("read", "write")
-    }
+    } == KNOWN_SCOPES
 
 
 @pytest.mark.parametrize(
@@ -30,7 +31,9 @@ def test_twelve_known_scopes():
         pytest.param({"scopes": ["Quotes"]}, ValueError, "malformed", id="malformed-scope"),
         pytest.param({"key_type": "prod"}, ValueError, "key_type", id="bad-type"),
         pytest.param({"allowed_ips": ["10.0.0.0/33"]}, ValueError, "10.0.0.0/33", id="bad-cidr"),
-        pytest.param({"expires_at": datetime(2030, 1, 1)}, ValueError, "timezone", id="naive-expiry"),
+        pytest.param(
+            {"expires_at": datetime(2030, 1, 1)}, ValueError, "timezone", id="naive-expiry"
+        ),
         pytest.param({"metadata": {"x": object()}}, ValueError, "JSON", id="metadata-not-json"),
         pytest.param({"metadata": {"x": "y" * 5000}}, ValueError, "4096", id="metadata-too-big"),
         pytest.param({"metadata": ["a"]}, TypeError, "JSON object", id="metadata-not-dict"),
@@ -78,8 +81,9 @@ def test_custom_scopes():
 
 def test_update_changes_only_given_fields(kit: AuthKit):
     issued = kit.key("quotes:read", name="a", allowed_ips=["10.0.0.0/8"], metadata={"k": 1})
-    record = kit.manager.update(issued.key.id, scopes=["orders:read"],
-                                rate_limit=RateLimit(5, timedelta(seconds=1)))
+    record = kit.manager.update(
+        issued.key.id, scopes=["orders:read"], rate_limit=RateLimit(5, timedelta(seconds=1))
+    )
     assert record.scopes == {"orders:read"}
     assert record.name == "a" and record.allowed_ips == ("10.0.0.0/8",)
     assert record.metadata == {"k": 1}

@@ -28,9 +28,8 @@ def test_websocket_refused_before_accept(kit: AuthKit):
     from starlette.testclient import WebSocketDenialResponse
 
     client = TestClient(starlette_app(kit.authenticator))
-    with pytest.raises(WebSocketDenialResponse) as info:
-        with client.websocket_connect("/ws"):
-            pass
+    with pytest.raises(WebSocketDenialResponse) as info, client.websocket_connect("/ws"):
+        pass
     assert info.value.status_code == 401
     assert info.value.json()["error"]["code"] == "MISSING_API_KEY"
 
@@ -48,10 +47,14 @@ def test_websocket_closed_before_accept_without_denial_extension(kit: AuthKit):
         async def send(message):
             sent.append(message)
 
-        middleware = ApiKeyMiddleware(starlette_app(kit.authenticator),
-                                      authenticator=kit.authenticator)
-        await middleware({"type": "websocket", "path": "/ws", "headers": [],
-                          "client": ("203.0.113.7", 1)}, receive, send)
+        middleware = ApiKeyMiddleware(
+            starlette_app(kit.authenticator), authenticator=kit.authenticator
+        )
+        await middleware(
+            {"type": "websocket", "path": "/ws", "headers": [], "client": ("203.0.113.7", 1)},
+            receive,
+            send,
+        )
 
     asyncio.run(run())
     assert sent == [{"type": "websocket.close", "code": 1008, "reason": "MISSING_API_KEY"}]
@@ -139,9 +142,9 @@ def test_concurrent_requests_see_their_own_principal():
     async def run():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            responses = await asyncio.gather(*[
-                client.get("/quotes", headers={"X-API-Key": k.secret}) for k in keys * 5
-            ])
+            responses = await asyncio.gather(
+                *[client.get("/quotes", headers={"X-API-Key": k.secret}) for k in keys * 5]
+            )
         return [r.json()["key_id"] for r in responses]
 
     assert asyncio.run(run()) == [k.key.id for k in keys * 5]

@@ -27,14 +27,20 @@ def auth(any_store: KeyStore, clock: FrozenClock) -> Authenticator:
 
 
 def test_create_get_authenticate(manager: KeyManager, auth: Authenticator):
-    issued = manager.create(scopes=["quotes:read", "orders:write"], key_type="live", name="prod",
-                            project_id="p1", allowed_ips=["203.0.113.0/24", "2001:db8::/32"],
-                            metadata={"account": "acct_1", "tier": 2},
-                            rate_limit=RateLimit(100, timedelta(seconds=60)))
+    issued = manager.create(
+        scopes=["quotes:read", "orders:write"],
+        key_type="live",
+        name="prod",
+        project_id="p1",
+        allowed_ips=["203.0.113.0/24", "2001:db8::/32"],
+        metadata={"account": "acct_1", "tier": 2},
+        rate_limit=RateLimit(100, timedelta(seconds=60)),
+    )
     record = manager.get(issued.key.id)
     assert record == issued.key
-    principal = auth.authenticate(issued.secret, client_ip="203.0.113.9",
-                                  required_scopes=["quotes:read"])
+    principal = auth.authenticate(
+        issued.secret, client_ip="203.0.113.9", required_scopes=["quotes:read"]
+    )
     assert principal.key_id == issued.key.id and principal.key_type == "live"
 
 
@@ -71,8 +77,12 @@ def test_revoke_is_seen_at_once(manager: KeyManager, auth: Authenticator):
 
 
 def test_rotation(manager: KeyManager, auth: Authenticator, clock: FrozenClock):
-    old = manager.create(scopes=["quotes:read"], project_id="p1", metadata={"a": "b"},
-                         expires_at=clock.now + timedelta(days=30))
+    old = manager.create(
+        scopes=["quotes:read"],
+        project_id="p1",
+        metadata={"a": "b"},
+        expires_at=clock.now + timedelta(days=30),
+    )
     new = manager.rotate(old.key.id, grace=timedelta(hours=1))
     assert new.key.rotated_from == old.key.id
     assert new.key.scopes == old.key.scopes and new.key.metadata == {"a": "b"}
@@ -114,8 +124,14 @@ def test_concurrent_rotations_yield_one_successor(manager: KeyManager):
 
 def test_update(manager: KeyManager, auth: Authenticator):
     issued = manager.create(scopes=["quotes:read"], allowed_ips=["10.0.0.0/8"])
-    record = manager.update(issued.key.id, scopes=["orders:read"], allowed_ips=[], name="n",
-                            metadata={"x": 1}, rate_limit=RateLimit(2, timedelta(seconds=5)))
+    record = manager.update(
+        issued.key.id,
+        scopes=["orders:read"],
+        allowed_ips=[],
+        name="n",
+        metadata={"x": 1},
+        rate_limit=RateLimit(2, timedelta(seconds=5)),
+    )
     assert record.scopes == {"orders:read"} and record.allowed_ips == ()
     assert record.metadata == {"x": 1} and record.name == "n"
     assert manager.get(issued.key.id) == record
@@ -155,8 +171,9 @@ def test_sessions(manager: KeyManager, auth: Authenticator, clock: FrozenClock):
     assert info.value.code == ErrorCode.SESSION_EXPIRED
 
 
-def test_usage_is_merged_into_records(manager: KeyManager, auth: Authenticator,
-                                      any_store: KeyStore):
+def test_usage_is_merged_into_records(
+    manager: KeyManager, auth: Authenticator, any_store: KeyStore
+):
     issued = manager.create(scopes=["quotes:read"])
     for _ in range(5):
         auth.authenticate(issued.secret)
@@ -180,8 +197,7 @@ def test_rate_limit_boundary(manager: KeyManager, auth: Authenticator):
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis", "cluster"])
-def test_digests_are_peppered_when_asked(kind: str, request: pytest.FixtureRequest,
-                                         namespace: str):
+def test_digests_are_peppered_when_asked(kind: str, request: pytest.FixtureRequest, namespace: str):
     from tests.conftest import make_store
 
     plain = make_store(kind, request, namespace)

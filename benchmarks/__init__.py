@@ -1,0 +1,1 @@
+"""Benchmarks for nowramp_auth: ``python -m benchmarks`` (see ``--help``)."""

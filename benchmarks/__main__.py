@@ -1,0 +1,129 @@
+"""``python -m benchmarks``: measure nowramp_auth against the alternatives, print Markdown
+tables, write a PNG chart. Starts (and stops) its own redis-server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from . import asgi, core, wsgi
+from ._redis import private_redis
+
+
+def _table(title: str, headers: list[str], rows: list[list[str]]) -> str:
+    lines = [
+        f"### {title}",
+        "",
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" for _ in headers) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke run")
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
+    parser.add_argument("--out", default="benchmarks/results", help="where results go")
+    args = parser.parse_args(argv)
+    rounds, iterations = (2, 20) if args.quick else (15, 2000)
+    started = time.monotonic()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, float]] = {}
+    with private_redis() as server:
+        results["core"] = core.run(rounds=rounds, iterations=iterations)
+        results["asgi"] = asgi.run(rounds=rounds, iterations=iterations, redis_url=server.url)
+        results["wsgi"] = wsgi.run(rounds=rounds, iterations=iterations, redis_url=server.url)
+    report = [
+        f"Machine: {_machine()}. Mode: {'quick' if args.quick else 'full'} "
+        f"({rounds} interleaved rounds x {iterations} calls; medians).\n"
+    ]
+    report.append(
+        _table(
+            "Core (per call)",
+            ["case", "µs"],
+            [[k, f"{v:,.2f}"] for k, v in results["core"].items()],
+        )
+    )
+    asgi_res = results["asgi"]
+    bare = asgi_res["bare Starlette"]
+    baseline = asgi_res["Starlette AuthenticationMiddleware (dict + SHA-256)"] - bare
+    rows = []
+    for name, value in asgi_res.items():
+        overhead = value - bare
+        ratio = "-" if name == "bare Starlette" else f"{overhead / baseline:.2f}x"
+        rows.append([name, f"{value:.1f}", f"{overhead:+.1f}", ratio])
+    report.append(
+        _table(
+            "ASGI in-process (per request)",
+            ["case", "µs", "overhead µs", "overhead vs Starlette auth"],
+            rows,
+        )
+    )
+    wsgi_res = results["wsgi"]
+    bare_flask = wsgi_res["bare Flask"]
+    report.append(
+        _table(
+            "WSGI in-process (per request)",
+            ["case", "µs", "overhead µs", "overhead %"],
+            [
+                [n, f"{v:.1f}", f"{v - bare_flask:+.1f}", f"{(v - bare_flask) / bare_flask:+.0%}"]
+                for n, v in wsgi_res.items()
+            ],
+        )
+    )
+    text = "\n".join(report)
+    print(text)
+    (out / "results.md").write_text(text)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    if not args.no_chart:
+        _chart(results, out / "benchmarks.png")
+        print(f"chart: {out / 'benchmarks.png'}")
+    print(f"benchmarks took {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def _chart(results: dict[str, dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for axis, section, title in (
+        (axes[0], "asgi", "ASGI in-process"),
+        (axes[1], "wsgi", "WSGI in-process"),
+    ):
+        names = list(results[section])
+        values = [results[section][n] for n in names]
+        axis.barh(names, values, color="#3b6ea8")
+        axis.invert_yaxis()
+        axis.set_xlabel("µs per request (median)")
+        axis.set_title(title)
+        for index, value in enumerate(values):
+            axis.text(value, index, f" {value:.1f}", va="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

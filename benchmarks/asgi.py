@@ -1,0 +1,155 @@
+"""ASGI in-process: direct ASGI calls, no network. Bare Starlette, Starlette's own
+AuthenticationMiddleware with a hand-rolled dict/SHA-256 backend, and our middleware on the
+memory store, on Redis with a warm cache, on Redis with the cache off, and with a rate limit."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    AuthenticationError,
+    SimpleUser,
+    requires,
+)
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from nowramp_auth import Authenticator, KeyManager, KeyStore, MemoryKeyStore, RateLimit
+from nowramp_auth.starlette import ApiKeyMiddleware, require_scopes
+
+from ._rounds import interleaved
+
+
+async def _bare(request: Request) -> JSONResponse:
+    return JSONResponse({"quotes": []})
+
+
+@requires("quotes:read")
+async def _starlette_guarded(request: Request) -> JSONResponse:
+    return JSONResponse({"quotes": []})
+
+
+@require_scopes("quotes:read")
+async def _ours_guarded(request: Request) -> JSONResponse:
+    return JSONResponse({"quotes": []})
+
+
+class DictBackend(AuthenticationBackend):
+    """What a team would hand-roll: SHA-256 of the header, looked up in a dict."""
+
+    def __init__(self, keys: dict[str, list[str]]) -> None:
+        self.keys = {hashlib.sha256(k.encode()).hexdigest(): s for k, s in keys.items()}
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, SimpleUser] | None:
+        key = conn.headers.get("x-api-key")
+        if not key:
+            return None
+        scopes = self.keys.get(hashlib.sha256(key.encode()).hexdigest())
+        if scopes is None:
+            raise AuthenticationError("invalid key")
+        return AuthCredentials(scopes), SimpleUser("partner")
+
+
+def _runner(app: Any, key: str | None) -> Callable[[int], None]:
+    headers = [(b"host", b"bench"), (b"accept", b"*/*")]
+    if key is not None:
+        headers.append((b"x-api-key", key.encode()))
+    template = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/quotes",
+        "raw_path": b"/quotes",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    async def many(n: int) -> None:
+        for _ in range(n):
+            await app(dict(template), receive, send)
+
+    loop = asyncio.new_event_loop()
+
+    def run(n: int) -> None:
+        loop.run_until_complete(many(n))
+        if statuses and statuses[-1] != 200:
+            raise RuntimeError(f"benchmark request failed with {statuses[-1]}")
+        statuses.clear()
+
+    return run
+
+
+def _ours(store: KeyStore, limit: RateLimit | None = None) -> tuple[Starlette, str]:
+    issued = KeyManager(store).create(
+        scopes=["quotes:read", "orders:read"],
+        allowed_ips=["127.0.0.0/8", "10.0.0.0/8"],
+        rate_limit=limit,
+    )
+    auth = Authenticator(store)
+    app = Starlette(
+        routes=[Route("/quotes", _ours_guarded)],
+        middleware=[Middleware(ApiKeyMiddleware, authenticator=auth)],
+    )
+    return app, issued.secret
+
+
+def run(*, rounds: int, iterations: int, redis_url: str | None) -> dict[str, float]:
+    bare = Starlette(routes=[Route("/quotes", _bare)])
+    hand_key = "hand-rolled-key-0123456789abcdef0123456789"
+    starlette_auth = Starlette(
+        routes=[Route("/quotes", _starlette_guarded)],
+        middleware=[
+            Middleware(AuthenticationMiddleware, backend=DictBackend({hand_key: ["quotes:read"]}))
+        ],
+    )
+    ours_memory, memory_key = _ours(MemoryKeyStore())
+    cases = {
+        "bare Starlette": _runner(bare, None),
+        "Starlette AuthenticationMiddleware (dict + SHA-256)": _runner(starlette_auth, hand_key),
+        "ours, memory store": _runner(ours_memory, memory_key),
+    }
+    stores: list[Any] = []
+    if redis_url is not None:
+        from nowramp_auth import RedisKeyStore
+
+        warm = RedisKeyStore.from_url(redis_url, namespace="bench-warm")
+        cold = RedisKeyStore.from_url(redis_url, namespace="bench-cold", cache_ttl=0)
+        limited = RedisKeyStore.from_url(redis_url, namespace="bench-limited")
+        stores = [warm, cold, limited]
+        app, key = _ours(warm)
+        cases["ours, Redis, warm cache"] = _runner(app, key)
+        app, key = _ours(cold)
+        cases["ours, Redis, cache off (1 round trip)"] = _runner(app, key)
+        app, key = _ours(limited, RateLimit(10**9, timedelta(seconds=1)))
+        cases["ours, Redis, warm cache, rate-limited key"] = _runner(app, key)
+        for store in stores:
+            store.get_key("key_warmup00000000")  # start the invalidation listener
+            store.subscribed.wait(5)
+    try:
+        return interleaved(cases, rounds=rounds, iterations=iterations)
+    finally:
+        for store in stores:
+            store.close()

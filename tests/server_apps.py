@@ -1,0 +1,20 @@
+"""Apps served by real server processes (uvicorn, gunicorn) in the tests.
+
+Configuration comes from the environment: the Redis URL and namespace the test process also
+uses to create keys, so the server and the test share one key store.
+"""
+
+from __future__ import annotations
+
+import os
+
+from nowramp_auth import Authenticator, RedisKeyStore
+from tests.apps import flask_app, starlette_app
+
+_store = RedisKeyStore.from_url(
+    os.environ["NOWRAMP_TEST_REDIS_URL"], namespace=os.environ["NOWRAMP_TEST_NAMESPACE"]
+)
+_auth = Authenticator(_store, trusted_proxies=["127.0.0.0/8"])
+
+asgi_app = starlette_app(_auth)
+wsgi_app = flask_app(_auth)

@@ -1,0 +1,55 @@
+"""Start real server processes on free loopback ports and wait until they answer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.redis_servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def serve(
+    args: list[str],
+    env: dict[str, str] | None = None,
+    health: str = "/health",
+    port: int | None = None,
+) -> Iterator[str]:
+    """Run ``python -m <args>`` (``{port}`` substituted) until the context ends."""
+    port = port or free_port()
+    command = [sys.executable, "-m", *[a.format(port=port) for a in args]]
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                output = process.stdout.read().decode() if process.stdout else ""
+                raise RuntimeError(f"server exited early:\n{output}")
+            try:
+                httpx.get(base + health, timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("server did not start") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
