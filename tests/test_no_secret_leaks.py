@@ -33,9 +33,16 @@ def test_reprs_and_exceptions(caplog: pytest.LogCaptureFixture):
     issued = kit.key("quotes:read", project_id="p1")
     session = kit.authenticator.create_session(issued.secret, project_id="p1")
     secrets = [issued.secret, session.token]
-    texts = [repr(issued), str(issued), repr(issued.key), repr(session), str(session),
-             repr(kit.store.get_key(issued.key.id)), repr(kit.store.get_session(session.session_id)),
-             repr(read_credential([issued.secret], []))]
+    texts = [
+        repr(issued),
+        str(issued),
+        repr(issued.key),
+        repr(session),
+        str(session),
+        repr(kit.store.get_key(issued.key.id)),
+        repr(kit.store.get_session(session.session_id)),
+        repr(read_credential([issued.secret], [])),
+    ]
     for attempt in (issued.secret[:-1] + "x", issued.secret, session.token):
         try:
             kit.authenticator.authenticate(attempt, required_scopes=["orders:read"])
