@@ -97,6 +97,7 @@ class Authenticator:
         )
         self.session_ttl = session_ttl
         self.audit_successes = audit_successes
+        self._request_path_never_blocks = bool(getattr(store, "request_path_never_blocks", False))
 
     def __repr__(self) -> str:
         return f"Authenticator(store={self.store!r})"
@@ -408,6 +409,9 @@ class Authenticator:
     async def _run_async(
         self, flow: Flow[T], ip: IPAddress | None, method: str | None, path: str | None
     ) -> T:
+        if self._request_path_never_blocks:
+            # An in-process store has nothing to await: skip the coroutine machinery.
+            return self._run(flow, ip, method, path)
         try:
             op = next(flow)
             while True:

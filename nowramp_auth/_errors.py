@@ -107,17 +107,32 @@ class AuthError(Exception):
         key_id: str | None = None,
         rate_limit: RateLimitStatus | None = None,
     ) -> None:
-        self.code = ErrorCode(code)
-        info = CATALOGUE[self.code]
-        self.status_code = info.status_code
-        self.message = info.message
-        self.solution = info.solution
+        # Refusals are on the hot path of every bad request: keep construction cheap.
+        self.code = code if type(code) is ErrorCode else ErrorCode(code)
         self.detail = detail
         self.required_scopes = tuple(sorted(required_scopes)) if required_scopes else ()
         self.retry_after = retry_after
         self.key_id = key_id
         self.rate_limit = rate_limit
-        super().__init__(f"{self.code.value}: {self.message}")
+        super().__init__(self.code.value)
+
+    @property
+    def status_code(self) -> int:
+        """The HTTP status of this refusal."""
+        return CATALOGUE[self.code].status_code
+
+    @property
+    def message(self) -> str:
+        """What went wrong, for people."""
+        return CATALOGUE[self.code].message
+
+    @property
+    def solution(self) -> str:
+        """What to do about it."""
+        return CATALOGUE[self.code].solution
+
+    def __str__(self) -> str:
+        return f"{self.code.value}: {self.message}"
 
     def __repr__(self) -> str:
         return f"AuthError({self.code.value})"

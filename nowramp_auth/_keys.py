@@ -31,8 +31,7 @@ import hmac
 import re
 import secrets
 import zlib
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 __all__ = [
     "BODY_LENGTH",
@@ -77,16 +76,14 @@ KEY_ID_PREFIX = "key_"
 SESSION_ID_PREFIX = "sess_"
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedKey:
+class ParsedKey(NamedTuple):
     """A key that passed the format and checksum checks (not yet the digest check)."""
 
     key_id: str
     key_type: KeyType
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedSessionToken:
+class ParsedSessionToken(NamedTuple):
     """A session token that passed the format and checksum checks."""
 
     session_id: str

@@ -61,19 +61,21 @@ class ApiKeyMiddleware:
         self.widget_sessions_path = widget_sessions_path
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        request = Request(environ)
-        path, method = request.path, request.method
+        # The hot path reads the environ directly (a werkzeug Request per call costs more
+        # than the whole authentication); werkzeug builds every response.
+        path = _path(environ)
+        method = environ.get("REQUEST_METHOD", "GET")
         if path == self.widget_sessions_path and method == "POST":
-            return self._widget_session(request)(environ, start_response)
+            return self._widget_session(Request(environ))(environ, start_response)
         if path in self.public_paths:
             return self.app(environ, start_response)
-        headers = request.headers
         auth = self.authenticator
-        client_ip = auth.resolve_client_ip(request.remote_addr, headers.getlist("X-Forwarded-For"))
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+        client_ip = auth.resolve_client_ip(environ.get("REMOTE_ADDR"), _values(forwarded))
         try:
             principal = auth.authenticate_request(
-                headers.getlist("X-API-Key"),
-                headers.getlist("Authorization"),
+                _values(environ.get("HTTP_X_API_KEY")),
+                _values(environ.get("HTTP_AUTHORIZATION")),
                 client_ip=client_ip,
                 method=method,
                 path=path,
@@ -116,6 +118,19 @@ class ApiKeyMiddleware:
             return _error_response(error)
         status, headers, payload = session_created(issued)
         return Response(payload, status, headers)
+
+
+def _values(value: str | None) -> list[str]:
+    return [] if value is None else [value]
+
+
+def _path(environ: WSGIEnvironment) -> str:
+    # PEP 3333 carries the raw path as latin-1; undo that as werkzeug does.
+    raw: str = environ.get("PATH_INFO", "") or "/"
+    try:
+        return raw.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return raw
 
 
 def _error_response(error: AuthError) -> Response:

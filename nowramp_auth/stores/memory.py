@@ -40,6 +40,9 @@ class MemoryKeyStore:
         pepper: optional server-side secret; digests become HMAC-SHA256 keyed with it.
     """
 
+    request_path_never_blocks = True
+    """Its request-path methods do no I/O, so async callers may call the sync ones."""
+
     def __init__(self, *, pepper: bytes | str | None = None) -> None:
         self._pepper = pepper.encode() if isinstance(pepper, str) else pepper
         self._lock = threading.Lock()
