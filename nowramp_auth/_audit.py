@@ -2,15 +2,17 @@
 
 Security model: an :class:`~nowramp_auth.AuditEvent` has no field that can hold a secret; the
 core builds events from key ids, codes and request metadata only. A sink that raises never
-changes an auth decision: :class:`AuditEmitter` counts the failure and moves on. Sinks that
-do network I/O (the Redis stream sink) buffer and write from a background thread.
+changes an auth decision, and a slow one never blocks a request: :class:`AuditEmitter` feeds
+sinks that may block from a background thread and counts failures and overflow in ``dropped``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
@@ -32,6 +34,8 @@ class AuditSink(Protocol):
 
 class MemoryAuditLog:
     """Keeps the newest ``maxlen`` events in memory; ``.events`` is a list, oldest first."""
+
+    emit_never_blocks = True
 
     def __init__(self, maxlen: int = 10_000) -> None:
         if maxlen < 1:
@@ -81,30 +85,77 @@ class LoggingAuditLog:
 
 
 class AuditEmitter:
-    """Sends events to sinks; a failing sink is counted in ``dropped``, never raised."""
+    """Sends events to sinks without ever blocking or failing the caller.
 
-    def __init__(self, sinks: AuditSink | Iterable[AuditSink] | None) -> None:
+    Sinks that say ``emit_never_blocks = True`` (the in-memory log, the Redis stream, which
+    queues by itself) get events inline. Every other sink (``logging`` handlers can block on a
+    disk or a socket; your own sink may be slow) gets them from one background thread through a
+    bounded queue. Failures and overflow are counted in ``dropped``, never raised.
+    """
+
+    def __init__(self, sinks: AuditSink | Iterable[AuditSink] | None, queue_size: int = 10_000):
         if sinks is None:
-            self.sinks: tuple[AuditSink, ...] = ()
+            all_sinks: tuple[AuditSink, ...] = ()
         elif isinstance(sinks, AuditSink):
-            self.sinks = (sinks,)
+            all_sinks = (sinks,)
         else:
-            self.sinks = tuple(sinks)
-        for sink in self.sinks:
+            all_sinks = tuple(sinks)
+        for sink in all_sinks:
             if not callable(getattr(sink, "emit", None)):
                 raise TypeError(f"audit sink {sink!r} has no emit(event) method")
+        self.sinks = all_sinks
+        self._inline = tuple(s for s in all_sinks if getattr(s, "emit_never_blocks", False))
+        self._deferred = tuple(s for s in all_sinks if s not in self._inline)
+        self._queue: queue.Queue[AuditEvent] = queue.Queue(queue_size)
+        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()
         self.dropped = 0
 
     def __bool__(self) -> bool:
         return bool(self.sinks)
 
     def emit(self, event: AuditEvent) -> None:
-        """Deliver ``event`` to every sink, swallowing (and counting) their failures."""
-        for sink in self.sinks:
+        """Deliver ``event``: inline to non-blocking sinks, queued for the others."""
+        for sink in self._inline:
+            self._deliver(sink, event)
+        if self._deferred:
             try:
-                sink.emit(event)
-            except Exception:  # a sink must never change an auth decision
-                self.dropped += 1
-                _log.warning(
-                    "audit sink %s failed; event %s dropped", type(sink).__name__, event.type
+                self._queue.put_nowait(event)
+            except queue.Full:
+                self.dropped += len(self._deferred)
+                return
+            if self._worker is None:
+                self._start()
+
+    def _deliver(self, sink: AuditSink, event: AuditEvent) -> None:
+        try:
+            sink.emit(event)
+        except Exception:  # a sink must never change an auth decision
+            self.dropped += 1
+            _log.warning("audit sink %s failed; event %s dropped", type(sink).__name__, event.type)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._run, name="nowramp-audit-sinks", daemon=True
                 )
+                self._worker.start()
+
+    def _run(self) -> None:
+        while True:
+            event = self._queue.get()
+            try:
+                for sink in self._deferred:
+                    self._deliver(sink, event)
+            finally:
+                self._queue.task_done()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until queued events have reached the background sinks; ``False`` on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
+        return True

@@ -49,6 +49,7 @@ def test_reprs_and_exceptions(caplog: pytest.LogCaptureFixture):
         except AuthError as error:
             texts += [repr(error), str(error), json.dumps(error.to_dict()), str(error.headers())]
     texts += [json.dumps(e.to_dict()) for e in kit.audit.events]
+    assert kit.authenticator.audit.flush()
     texts.append(caplog.text)
     assert "auth.failed" in caplog.text
     assert_clean("\n".join(texts), secrets)

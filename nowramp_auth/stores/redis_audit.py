@@ -39,6 +39,8 @@ class RedisStreamAuditLog:
         flush_interval: seconds between background writes (default 0.2).
     """
 
+    emit_never_blocks = True
+
     def __init__(
         self,
         store: RedisKeyStore,

@@ -1,0 +1,103 @@
+"""Per-key rate limits: exact sliding-window property, boundaries, and one shared limit
+across store instances on Redis and Redis Cluster."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nowramp_auth import Authenticator, AuthError, ErrorCode, KeyManager, RateLimit
+from nowramp_auth.stores._sliding_log import SlidingLog
+
+
+@given(
+    limit=st.integers(1, 6),
+    window=st.integers(1, 50),
+    gaps=st.lists(st.integers(0, 20), min_size=1, max_size=80),
+)
+def test_sliding_log_is_exact(limit: int, window: int, gaps: list[int]):
+    """Never more than `limit` accepted in any window-length interval, and a request is refused
+    only when `limit` requests were accepted in the window before it."""
+    log = SlidingLog()
+    now = 0
+    accepted: list[int] = []
+    for gap in gaps:
+        now += gap
+        in_window = [t for t in accepted if t > now - window]
+        status = log.hit(now, limit, window)
+        assert status.allowed == (len(in_window) < limit)
+        if status.allowed:
+            accepted.append(now)
+            assert status.remaining == limit - len(in_window) - 1
+        else:
+            assert status.retry_after_seconds > 0
+    for start in accepted:
+        assert sum(1 for t in accepted if start <= t < start + window) <= limit
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
+def test_redis_boundary_and_reset(kind: str, request: pytest.FixtureRequest, namespace: str):
+    from tests.conftest import make_store
+
+    store = make_store(kind, request, namespace)
+    manager, auth = KeyManager(store), Authenticator(store)
+    issued = manager.create(
+        scopes=["quotes:read"], rate_limit=RateLimit(3, timedelta(milliseconds=600))
+    )
+    assert [auth.authenticate(issued.secret).rate_limit.remaining for _ in range(3)] == [2, 1, 0]
+    with pytest.raises(AuthError) as info:
+        auth.authenticate(issued.secret)
+    assert info.value.code == ErrorCode.RATE_LIMITED and info.value.retry_after == 1
+    time.sleep(0.65)
+    assert auth.authenticate(issued.secret).rate_limit.remaining == 2
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
+def test_two_instances_share_one_limit(kind: str, request: pytest.FixtureRequest, namespace: str):
+    from tests.conftest import make_store
+
+    first, second = make_store(kind, request, namespace), make_store(kind, request, namespace)
+    issued = KeyManager(first).create(
+        scopes=["quotes:read"], rate_limit=RateLimit(25, timedelta(seconds=30))
+    )
+    accepted = []
+    lock = threading.Lock()
+
+    def hammer(store):
+        auth = Authenticator(store)
+        for _ in range(20):
+            try:
+                auth.authenticate(issued.secret)
+            except AuthError as error:
+                assert error.code == ErrorCode.RATE_LIMITED
+                continue
+            with lock:
+                accepted.append(1)
+
+    threads = [threading.Thread(target=hammer, args=(s,)) for s in (first, second) * 4]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(accepted) == 25  # 160 attempts inside one window: exactly the limit
+
+
+def test_lowering_a_limit_takes_effect(clock):
+    from nowramp_auth.testing import auth_kit
+
+    kit = auth_kit()
+    issued = kit.key("quotes:read", rate_limit=RateLimit(10, timedelta(seconds=60)))
+    for _ in range(5):
+        kit.authenticator.authenticate(issued.secret)
+    kit.manager.update(issued.key.id, rate_limit=RateLimit(2, timedelta(seconds=60)))
+    kit.authenticator.authenticate(issued.secret)
+    kit.authenticator.authenticate(issued.secret)
+    with pytest.raises(AuthError):
+        kit.authenticator.authenticate(issued.secret)
