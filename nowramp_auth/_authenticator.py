@@ -285,7 +285,11 @@ class Authenticator:
             raise AuthError(ErrorCode.INVALID_API_KEY)
         stored: StoredKey | None = yield ("get_key", (parsed.key_id,))
         now = self._now()
-        principal = decide_key(stored, self.store.digest(api_key), now, ip, required)
+        try:
+            principal = decide_key(stored, self.store.digest(api_key), now, ip, required)
+        except AuthError as error:
+            error.key_id = parsed.key_id  # public, and what the caller sent: for the audit log
+            raise
         principal = yield from self._limit_and_count(principal, stored, now)
         return principal, stored
 
