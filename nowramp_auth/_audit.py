@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from ._models import AuditEvent
@@ -64,6 +65,20 @@ class MemoryAuditLog:
             if (key_id is None or e.key_id == key_id) and (type is None or e.type == type)
         ]
         return events[:limit] if limit is not None else events
+
+    def read(
+        self,
+        *,
+        key_id: str | None = None,
+        type: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        """Events newest first, filtered like ``RedisStreamAuditLog.read``."""
+        events = self.query(key_id=key_id, type=type)
+        if since is not None:
+            events = [e for e in events if e.at >= since]
+        return events[:limit]
 
 
 class LoggingAuditLog:

@@ -405,6 +405,7 @@ def _demo(args: argparse.Namespace) -> int:
     print("nowramp_auth demo partner API (in-memory store; keys vanish when it stops)\n")
     print(f"  test key (read scopes, project proj_demo):   {keys.test}")
     print(f"  live key (all scopes, localhost only):       {keys.live}\n")
+    print(f"Partner dashboard: {base}/dashboard/  (admin password: {keys.admin_password})\n")
     print("Try:\n")
     for what, line in curl_lines(base, keys):
         print(f"# {what}\n{line}\n")

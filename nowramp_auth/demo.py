@@ -7,6 +7,7 @@ keys, printed on purpose.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,13 +16,14 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from ._audit import MemoryAuditLog
 from ._authenticator import Authenticator
 from ._context import current_principal
 from ._manager import KeyManager
 from ._models import RateLimit
+from .dashboard import create_dashboard
 from .starlette import ApiKeyMiddleware, require_scopes
 from .stores.memory import MemoryKeyStore
 
@@ -40,6 +42,7 @@ class DemoKeys:
     expired: str
     foreign_ip: str
     limited: str
+    admin_password: str
 
 
 def _resource_endpoints(resource: str) -> list[Route]:
@@ -116,12 +119,20 @@ def build_demo(
         rate_limit=RateLimit(3, timedelta(seconds=60)),
     )
     auth = Authenticator(store, audit=audit)
-    routes = [Route("/health", health), Route("/v1/whoami", whoami)]
+    routes: list[BaseRoute] = [Route("/health", health), Route("/v1/whoami", whoami)]
     for resource in RESOURCES:
         routes.extend(_resource_endpoints(resource))
+    admin_password = secrets.token_urlsafe(12)
+    routes.append(
+        Mount("/dashboard", create_dashboard(manager, admin_password=admin_password, audit=audit))
+    )
     app = Starlette(routes=routes)
-    app.add_middleware(ApiKeyMiddleware, authenticator=auth, public_paths=["/health"])
-    keys = DemoKeys(test.secret, live.secret, old.secret, foreign.secret, limited.secret)
+    app.add_middleware(
+        ApiKeyMiddleware, authenticator=auth, public_paths=["/health", "/dashboard*"]
+    )
+    keys = DemoKeys(
+        test.secret, live.secret, old.secret, foreign.secret, limited.secret, admin_password
+    )
     return app, keys, manager, audit
 
 

@@ -1,0 +1,44 @@
+"""An app with the dashboard and a protected API route, for the real-browser test."""
+
+from __future__ import annotations
+
+import os
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from nowramp_auth import Authenticator, KeyManager, MemoryAuditLog, MemoryKeyStore
+from nowramp_auth.dashboard import create_dashboard
+from nowramp_auth.starlette import ApiKeyMiddleware, require_scopes
+
+store = MemoryKeyStore()
+audit = MemoryAuditLog()
+manager = KeyManager(store, audit=audit)
+
+
+@require_scopes("quotes:read")
+async def quotes(request: Request) -> JSONResponse:
+    return JSONResponse({"quotes": []})
+
+
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+app = Starlette(
+    routes=[
+        Route("/health", health),
+        Route("/v1/quotes", quotes),
+        Mount(
+            "/dashboard",
+            create_dashboard(manager, admin_password=os.environ["DASHBOARD_PASSWORD"], audit=audit),
+        ),
+    ]
+)
+app.add_middleware(
+    ApiKeyMiddleware,
+    authenticator=Authenticator(store, audit=audit),
+    public_paths=["/health", "/dashboard*"],
+)

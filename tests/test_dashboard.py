@@ -1,0 +1,241 @@
+"""The partner dashboard over HTTP: sign-in, sessions, CSRF, every page and form, and the
+show-once property of new keys."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.testclient import TestClient
+
+from nowramp_auth.dashboard import create_dashboard
+from nowramp_auth.starlette import ApiKeyMiddleware
+from nowramp_auth.testing import AuthKit, auth_kit
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def kit() -> AuthKit:
+    return auth_kit()
+
+
+@pytest.fixture
+def app(kit: AuthKit) -> Starlette:
+    app = Starlette(
+        routes=[
+            Mount(
+                "/dashboard",
+                create_dashboard(kit.manager, admin_password=PASSWORD, audit=kit.audit),
+            )
+        ]
+    )
+    app.add_middleware(
+        ApiKeyMiddleware, authenticator=kit.authenticator, public_paths=["/dashboard*"]
+    )
+    return app
+
+
+@pytest.fixture
+def client(app: Starlette) -> TestClient:
+    return TestClient(app, base_url="https://testserver", follow_redirects=False)
+
+
+def sign_in(client: TestClient) -> None:
+    response = client.post("/dashboard/login", data={"password": PASSWORD})
+    assert response.status_code == 303
+    assert response.headers["location"] == "/dashboard/keys"
+
+
+def csrf(client: TestClient) -> str:
+    page = client.get("/dashboard/keys").text
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dashboard/keys",
+        "/dashboard/audit",
+        "/dashboard/keys/key_x/rotate",
+        "/dashboard/keys/key_x/revoke",
+    ],
+)
+def test_pages_need_a_session(client: TestClient, path: str):
+    response = client.get(path)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/dashboard/login"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dashboard/keys",
+        "/dashboard/keys/key_x/rotate",
+        "/dashboard/keys/key_x/revoke",
+        "/dashboard/logout",
+    ],
+)
+def test_forms_need_a_session(client: TestClient, kit: AuthKit, path: str):
+    response = client.post(path, data={"scopes": "quotes:read", "csrf_token": "x"})
+    assert response.status_code == 303
+    assert kit.manager.list() == []
+
+
+def test_sign_in_cookie_and_wrong_password(client: TestClient):
+    wrong = client.post("/dashboard/login", data={"password": "nope"})
+    assert wrong.status_code == 401 and "Wrong password" in wrong.text
+    response = client.post("/dashboard/login", data={"password": PASSWORD})
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Secure" in cookie
+    assert "Path=/dashboard" in cookie
+    assert PASSWORD not in cookie
+
+
+def test_sign_in_is_throttled(client: TestClient):
+    for _ in range(5):
+        assert client.post("/dashboard/login", data={"password": "x"}).status_code == 401
+    assert client.post("/dashboard/login", data={"password": PASSWORD}).status_code == 429
+
+
+def test_forged_cookie_is_rejected(client: TestClient):
+    client.cookies.set(
+        "nowramp_dashboard", "forged.value.sig", domain="testserver", path="/dashboard"
+    )
+    assert client.get("/dashboard/keys").status_code == 303
+
+
+def test_default_password_is_impossible(kit: AuthKit):
+    with pytest.raises(ValueError, match="12"):
+        create_dashboard(kit.manager, admin_password="short")
+    with pytest.raises((ValueError, TypeError)):
+        create_dashboard(kit.manager, admin_password=None)  # type: ignore[arg-type]
+
+
+def test_create_shows_the_key_once(client: TestClient, kit: AuthKit):
+    sign_in(client)
+    token = csrf(client)
+    response = client.post(
+        "/dashboard/keys",
+        data={
+            "csrf_token": token,
+            "key_type": "live",
+            "name": "backend",
+            "project_id": "p1",
+            "scopes": ["quotes:read", "orders:read"],
+            "allowed_ips": "203.0.113.0/24\n10.0.0.0/8",
+            "expires_in_days": "90",
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    secret = re.search(r'value="(ramp_live_[0-9A-Za-z]+)"', response.text).group(1)
+    assert "shown only once" in response.text
+    (record,) = kit.manager.list()
+    assert record.name == "backend" and record.scopes == {"quotes:read", "orders:read"}
+    assert record.allowed_ips == ("203.0.113.0/24", "10.0.0.0/8")
+    assert record.expires_at is not None
+    kit.authenticator.authenticate(secret, client_ip="203.0.113.9")
+    # Not retrievable again: no later page carries it.
+    for path in (
+        "/dashboard/keys",
+        "/dashboard/audit",
+        f"/dashboard/keys/{record.id}/rotate",
+        f"/dashboard/keys/{record.id}/revoke",
+    ):
+        assert secret not in client.get(path).text
+    assert secret not in str(response.url)
+
+
+def test_create_with_bad_input_shows_the_error(client: TestClient, kit: AuthKit):
+    sign_in(client)
+    response = client.post(
+        "/dashboard/keys",
+        data={"csrf_token": csrf(client), "scopes": ["quotes:read"], "allowed_ips": "10.0.0.0/33"},
+    )
+    assert response.status_code == 400
+    assert "10.0.0.0/33" in response.text
+    assert kit.manager.list() == []
+
+
+@pytest.mark.parametrize("token", [None, "", "wrong"])
+def test_csrf_is_required_and_nothing_changes(client: TestClient, kit: AuthKit, token):
+    issued = kit.key("quotes:read")
+    sign_in(client)
+    data = (
+        {"scopes": ["quotes:read"]}
+        if token is None
+        else {"scopes": ["quotes:read"], "csrf_token": token}
+    )
+    assert client.post("/dashboard/keys", data=data).status_code == 403
+    assert client.post(f"/dashboard/keys/{issued.key.id}/revoke", data=data).status_code == 403
+    assert client.post(f"/dashboard/keys/{issued.key.id}/rotate", data=data).status_code == 403
+    assert [r.id for r in kit.manager.list()] == [issued.key.id]
+    assert kit.manager.get(issued.key.id).status(kit.clock.now) == "active"
+
+
+def test_rotate_and_revoke_with_confirmation(client: TestClient, kit: AuthKit):
+    issued = kit.key("quotes:read", name="old one")
+    sign_in(client)
+    confirm = client.get(f"/dashboard/keys/{issued.key.id}/rotate")
+    assert confirm.status_code == 200 and "Rotate key" in confirm.text
+    assert kit.manager.get(issued.key.id).rotated_to is None  # a GET changes nothing
+    rotated = client.post(
+        f"/dashboard/keys/{issued.key.id}/rotate", data={"csrf_token": csrf(client)}
+    )
+    assert rotated.status_code == 200 and rotated.headers["cache-control"] == "no-store"
+    new_secret = re.search(r'value="(ramp_test_[0-9A-Za-z]+)"', rotated.text).group(1)
+    assert "stays valid until" in rotated.text
+    new_id = kit.manager.get(issued.key.id).rotated_to
+    kit.authenticator.authenticate(new_secret)
+    assert "Revoking is immediate" in client.get(f"/dashboard/keys/{new_id}/revoke").text
+    done = client.post(f"/dashboard/keys/{new_id}/revoke", data={"csrf_token": csrf(client)})
+    assert done.status_code == 303
+    assert kit.manager.get(new_id).revoked_at is not None
+    again = client.post(
+        f"/dashboard/keys/{issued.key.id}/rotate", data={"csrf_token": csrf(client)}
+    )
+    assert again.status_code == 409
+    missing = client.post("/dashboard/keys/key_nothere/revoke", data={"csrf_token": csrf(client)})
+    assert missing.status_code == 404
+
+
+def test_audit_page_filters_and_pages(client: TestClient, kit: AuthKit):
+    first = kit.key("quotes:read")
+    second = kit.key("orders:read")
+    for _ in range(60):
+        with pytest.raises(Exception):
+            kit.authenticator.authenticate(first.secret, required_scopes=["kyc:read"])
+    sign_in(client)
+    page = client.get("/dashboard/audit").text
+    assert ">auth.failed</td>" in page and ">key.created</td>" not in page  # newest first
+    assert "Older" in page
+    older = client.get("/dashboard/audit?page=2").text
+    assert "key.created" in older and "Newer" in older
+    only_second = client.get(f"/dashboard/audit?key={second.key.id}").text
+    assert second.key.id in only_second and first.key.id not in only_second
+    created = client.get("/dashboard/audit?type=key.created").text
+    assert "auth.failed</td>" not in created and created.count("key.created</td>") == 2
+    assert client.get("/dashboard/audit?page=banana").status_code == 200
+
+
+def test_sign_out_ends_the_session(client: TestClient):
+    sign_in(client)
+    token = csrf(client)
+    cookie = client.cookies.get("nowramp_dashboard")
+    assert client.post("/dashboard/logout", data={"csrf_token": token}).status_code == 303
+    client.cookies.set("nowramp_dashboard", cookie, domain="testserver", path="/dashboard")
+    assert client.get("/dashboard/keys").status_code == 303  # the old cookie is dead
+
+
+def test_security_headers(client: TestClient):
+    page = client.get("/dashboard/login")
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["cache-control"] == "no-store"
+    assert 'label for="password"' in page.text
+    assert 'name="viewport"' in page.text

@@ -1,0 +1,137 @@
+"""The dashboard in a real browser: headless Chromium (Debian's package) driven by Playwright.
+
+Signs in, creates a key, copies it from the show-once dialog, calls a protected API route of
+the same app with it, rotates it, revokes it, and finds all of it in the audit log page.
+Screenshots of each page are saved in the test's temporary directory (and, with
+NOWRAMP_SCREENSHOTS=DIR, copied there).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import serve
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PASSWORD = "browser-test-password-123"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def browser_page(tmp_path: Path):
+    if CHROMIUM is None:
+        pytest.skip("no Chromium installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.grant_permissions(["clipboard-read", "clipboard-write"])
+        yield context, context.new_page()
+        browser.close()
+
+
+def shot(page, tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    target = os.environ.get("NOWRAMP_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(target) / path.name)
+
+
+def test_dashboard_in_a_browser(browser_page, tmp_path: Path):
+    _context, page = browser_page
+    args = [
+        "uvicorn",
+        "tests.dashboard_app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--log-level",
+        "warning",
+    ]
+    with serve(args, {"DASHBOARD_PASSWORD": PASSWORD}) as base:
+        page.goto(base + "/dashboard/")
+        assert page.url.endswith("/dashboard/login")
+        shot(page, tmp_path, "01-sign-in")
+        page.get_by_label("Admin password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/dashboard/keys")
+
+        page.get_by_label("Name").fill("browser test key")
+        page.get_by_label("Project ID").fill("proj_browser")
+        page.get_by_label("quotes:read").check()
+        page.get_by_label("orders:read").check()
+        page.get_by_role("button", name="Create key").click()
+        dialog = page.locator("dialog")
+        assert "shown only once" in dialog.inner_text()
+        shot(page, tmp_path, "02-new-key-dialog")
+        page.get_by_role("button", name="Copy").click()
+        page.get_by_text("Copied.").wait_for()
+        secret = page.evaluate("navigator.clipboard.readText()")
+        assert secret.startswith("ramp_test_") and len(secret) == 64
+
+        api = httpx.get(base + "/v1/quotes", headers={"X-API-Key": secret})
+        assert api.status_code == 200, api.text
+
+        page.get_by_role("link", name="I have stored the key").click()
+        page.wait_for_url("**/dashboard/keys")
+        row = page.locator("tr", has_text="browser test key")
+        assert "active" in row.inner_text()
+        shot(page, tmp_path, "03-api-keys")
+        row.get_by_role("link", name="Rotate").click()
+        shot(page, tmp_path, "04-rotate-confirm")
+        page.get_by_role("button", name="Rotate key").click()
+        assert "stays valid until" in page.locator("dialog").inner_text()
+        new_secret = page.get_by_label("Test key", exact=False).input_value()
+        assert new_secret != secret and new_secret.startswith("ramp_test_")
+        shot(page, tmp_path, "05-rotated-key-dialog")
+        assert httpx.get(base + "/v1/quotes", headers={"X-API-Key": new_secret}).status_code == 200
+        assert httpx.get(base + "/v1/quotes", headers={"X-API-Key": secret}).status_code == 200
+
+        page.get_by_role("link", name="I have stored the key").click()
+        new_row = page.locator("tr", has_text="browser test key").filter(has_text="active")
+        new_row.get_by_role("link", name="Revoke").click()
+        page.get_by_role("button", name="Revoke key").click()
+        page.wait_for_url("**/dashboard/keys")
+        refused = httpx.get(base + "/v1/quotes", headers={"X-API-Key": new_secret})
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "INVALID_API_KEY"
+
+        page.get_by_role("link", name="Audit Logs").click()
+        page.wait_for_url("**/dashboard/audit")
+        table = page.locator("table").inner_text()
+        for event in ("key.created", "key.rotated", "key.revoked", "auth.failed"):
+            assert event in table, event
+        shot(page, tmp_path, "06-audit-logs")
+
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone
+        page.get_by_role("link", name="API Keys").click()
+        page.wait_for_url("**/dashboard/keys")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 400, f"page is {width}px wide on a 390px screen"
+        shot(page, tmp_path, "07-api-keys-phone")
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url("**/dashboard/login")
+    for name in ("01-sign-in", "03-api-keys", "06-audit-logs"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
