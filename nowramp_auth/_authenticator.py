@@ -30,6 +30,7 @@ from ._models import (
     AuditEvent,
     IssuedSession,
     Principal,
+    RateLimit,
     RateLimitStatus,
     SessionRecord,
     StoredKey,
@@ -37,7 +38,7 @@ from ._models import (
 )
 from ._scopes import KNOWN_SCOPES, SERVER_SIDE_SCOPES
 from .stores._errors import StoreUnavailable
-from .stores._protocol import KeyStore
+from .stores._protocol import NOT_CACHED, KeyStore
 
 __all__ = ["DEFAULT_SESSION_TTL", "Authenticator"]
 
@@ -98,6 +99,7 @@ class Authenticator:
         self.session_ttl = session_ttl
         self.audit_successes = audit_successes
         self._request_path_never_blocks = bool(getattr(store, "request_path_never_blocks", False))
+        self._peek: Callable[[str, tuple[Any, ...]], Any] | None = getattr(store, "peek", None)
 
     def __repr__(self) -> str:
         return f"Authenticator(store={self.store!r})"
@@ -120,7 +122,7 @@ class Authenticator:
     ) -> Principal:
         """The :class:`Principal` of a valid API key; else raise :class:`AuthError`."""
         ip = _ip(client_ip)
-        return self._run(self._key_flow(api_key, ip, required_scopes), ip, method, path)
+        return self._run(self._key_flow(api_key, ip, required_scopes), ip, method, path)[0]
 
     async def authenticate_async(
         self,
@@ -134,7 +136,7 @@ class Authenticator:
         """Async twin of :meth:`authenticate`; never blocks the event loop on store I/O."""
         ip = _ip(client_ip)
         flow = self._key_flow(api_key, ip, required_scopes)
-        return await self._run_async(flow, ip, method, path)
+        return (await self._run_async(flow, ip, method, path))[0]
 
     def authenticate_session(
         self,
@@ -147,7 +149,7 @@ class Authenticator:
     ) -> Principal:
         """The :class:`Principal` (``kind="session"``) of a valid widget session token."""
         ip = _ip(client_ip)
-        return self._run(self._session_flow(token, required_scopes), ip, method, path)
+        return self._run(self._session_flow(token, required_scopes), ip, method, path)[0]
 
     async def authenticate_session_async(
         self,
@@ -160,7 +162,8 @@ class Authenticator:
     ) -> Principal:
         """Async twin of :meth:`authenticate_session`."""
         ip = _ip(client_ip)
-        return await self._run_async(self._session_flow(token, required_scopes), ip, method, path)
+        flow = self._session_flow(token, required_scopes)
+        return (await self._run_async(flow, ip, method, path))[0]
 
     def authenticate_request(
         self,
@@ -175,8 +178,8 @@ class Authenticator:
         """Authenticate a request from its raw ``X-API-Key`` and ``Authorization`` values
         (what the adapters call): an API key, else a widget session bearer token."""
         ip = _ip(client_ip)
-        flow = self._request_flow(api_keys, authorizations, ip, required_scopes)
-        return self._run(flow, ip, method, path)
+        flow = self._request_flow(api_keys, authorizations, ip, required_scopes, method, path)
+        return self._run(flow, ip, method, path)[0]
 
     async def authenticate_request_async(
         self,
@@ -190,8 +193,8 @@ class Authenticator:
     ) -> Principal:
         """Async twin of :meth:`authenticate_request`."""
         ip = _ip(client_ip)
-        flow = self._request_flow(api_keys, authorizations, ip, required_scopes)
-        return await self._run_async(flow, ip, method, path)
+        flow = self._request_flow(api_keys, authorizations, ip, required_scopes, method, path)
+        return (await self._run_async(flow, ip, method, path))[0]
 
     def audit_refusal(
         self,
@@ -272,13 +275,8 @@ class Authenticator:
 
     def _key_flow(
         self, api_key: object, ip: IPAddress | None, required: Collection[str]
-    ) -> Flow[Principal]:
-        principal, _ = yield from self._verify_key_flow(api_key, ip, required)
-        return principal
-
-    def _verify_key_flow(
-        self, api_key: object, ip: IPAddress | None, required: Collection[str]
     ) -> Flow[tuple[Principal, StoredKey | None]]:
+        # One flat generator: this is the hot path of every request.
         if api_key is None or api_key == "":
             raise AuthError(ErrorCode.MISSING_API_KEY)
         if not isinstance(api_key, str) or (parsed := parse_key(api_key)) is None:
@@ -290,27 +288,26 @@ class Authenticator:
         except AuthError as error:
             error.key_id = parsed.key_id  # public, and what the caller sent: for the audit log
             raise
-        principal = yield from self._limit_and_count(principal, stored, now)
-        return principal, stored
-
-    def _limit_and_count(
-        self, principal: Principal, stored: StoredKey | None, now: datetime
-    ) -> Flow[Principal]:
         limit = stored.record.rate_limit if stored is not None else None
         if limit is not None:
-            status: RateLimitStatus = yield ("hit_rate_limit", (principal.key_id, limit, now))
-            if not status.allowed:
-                raise AuthError(
-                    ErrorCode.RATE_LIMITED,
-                    retry_after=ceil_seconds(timedelta(seconds=status.retry_after_seconds)),
-                    key_id=principal.key_id,
-                    rate_limit=status,
-                )
-            principal = dataclasses.replace(principal, rate_limit=status)
+            principal = yield from self._limit(principal, limit, now)
         self.store.record_usage(principal.key_id, now)
-        return principal
+        return principal, stored
 
-    def _session_flow(self, token: object, required: Collection[str]) -> Flow[Principal]:
+    def _limit(self, principal: Principal, limit: RateLimit, now: datetime) -> Flow[Principal]:
+        status: RateLimitStatus = yield ("hit_rate_limit", (principal.key_id, limit, now))
+        if not status.allowed:
+            raise AuthError(
+                ErrorCode.RATE_LIMITED,
+                retry_after=ceil_seconds(timedelta(seconds=status.retry_after_seconds)),
+                key_id=principal.key_id,
+                rate_limit=status,
+            )
+        return dataclasses.replace(principal, rate_limit=status)
+
+    def _session_flow(
+        self, token: object, required: Collection[str]
+    ) -> Flow[tuple[Principal, StoredKey | None]]:
         parsed = parse_session_token(token) if isinstance(token, str) else None
         if parsed is None or not isinstance(token, str):
             raise AuthError(ErrorCode.INVALID_SESSION_TOKEN)
@@ -319,7 +316,11 @@ class Authenticator:
         parent: StoredKey | None = yield ("get_key", (session.key_id,))
         now = self._now()
         principal = decide_session(session, parent.record if parent else None, now, required)
-        return (yield from self._limit_and_count(principal, parent, now))
+        limit = parent.record.rate_limit if parent is not None else None
+        if limit is not None:
+            principal = yield from self._limit(principal, limit, now)
+        self.store.record_usage(principal.key_id, now)
+        return principal, parent
 
     def _request_flow(
         self,
@@ -327,11 +328,17 @@ class Authenticator:
         authorizations: Sequence[str],
         ip: IPAddress | None,
         required: Collection[str],
-    ) -> Flow[Principal]:
-        credential: Credential = read_credential(api_keys, authorizations)
+        method: str | None,
+        path: str | None,
+    ) -> Flow[tuple[Principal, StoredKey | None]]:
+        try:
+            credential: Credential = read_credential(api_keys, authorizations)
+        except AuthError as error:
+            self._failed(error, ip, method, path)
+            raise
         if credential.kind == "session":
-            return (yield from self._session_flow(credential.value, required))
-        return (yield from self._key_flow(credential.value, ip, required))
+            return self._session_flow(credential.value, required)
+        return self._key_flow(credential.value, ip, required)
 
     def _create_session_flow(
         self,
@@ -347,7 +354,7 @@ class Authenticator:
         if api_key is None or isinstance(api_key, str):
             api_key = [api_key] if api_key else []
         credential = read_credential(api_key, ())
-        principal, stored = yield from self._verify_key_flow(credential.value, ip, ())
+        principal, stored = yield from self._key_flow(credential.value, ip, ())
         if principal.project_id is not None and principal.project_id != project_id:
             raise AuthError(
                 ErrorCode.INSUFFICIENT_PERMISSIONS,
@@ -404,7 +411,8 @@ class Authenticator:
                 op = flow.send(result)
         except StopIteration as stop:
             value: T = stop.value
-            self._succeeded(value, ip, method, path)
+            if self.audit_successes:
+                self._succeeded(value, ip, method, path)
             return value
         except AuthError as error:
             self._failed(error, ip, method, path)
@@ -416,19 +424,24 @@ class Authenticator:
         if self._request_path_never_blocks:
             # An in-process store has nothing to await: skip the coroutine machinery.
             return self._run(flow, ip, method, path)
+        peek = self._peek
         try:
             op = next(flow)
             while True:
                 name, args = op
-                call: Callable[..., Awaitable[Any]] = getattr(self.store, name + "_async")
-                try:
-                    result = await call(*args)
-                except StoreUnavailable:
-                    raise AuthError(ErrorCode.AUTH_UNAVAILABLE, retry_after=1) from None
+                # A cached answer needs no await (and no coroutine) at all.
+                result = peek(name, args) if peek is not None else NOT_CACHED
+                if result is NOT_CACHED:
+                    call: Callable[..., Awaitable[Any]] = getattr(self.store, name + "_async")
+                    try:
+                        result = await call(*args)
+                    except StoreUnavailable:
+                        raise AuthError(ErrorCode.AUTH_UNAVAILABLE, retry_after=1) from None
                 op = flow.send(result)
         except StopIteration as stop:
             value: T = stop.value
-            self._succeeded(value, ip, method, path)
+            if self.audit_successes:
+                self._succeeded(value, ip, method, path)
             return value
         except AuthError as error:
             self._failed(error, ip, method, path)
@@ -461,7 +474,9 @@ class Authenticator:
     def _succeeded(
         self, value: object, ip: IPAddress | None, method: str | None, path: str | None
     ) -> None:
-        if self.audit_successes and isinstance(value, Principal):
+        if isinstance(value, tuple):
+            value = value[0]
+        if isinstance(value, Principal):
             self._emit(
                 "auth.succeeded",
                 key_id=value.key_id,

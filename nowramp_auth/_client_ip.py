@@ -64,7 +64,18 @@ def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
 
 
 def _in_any(address: IPAddress, networks: Sequence[IPNetwork]) -> bool:
-    return any(address.version == net.version and address in net for net in networks)
+    # Integer masks instead of ipaddress' Python-level __contains__: this runs per request.
+    version = address.version
+    value = int(address)
+    for version_, network, mask in _masks(tuple(networks)):
+        if version_ == version and value & mask == network:
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _masks(networks: tuple[IPNetwork, ...]) -> tuple[tuple[int, int, int], ...]:
+    return tuple((n.version, int(n.network_address), int(n.netmask)) for n in networks)
 
 
 def ip_allowed(address: IPAddress | None, networks: Sequence[IPNetwork]) -> bool:

@@ -9,8 +9,7 @@ read.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from ._errors import AuthError, ErrorCode
 
@@ -20,12 +19,14 @@ _MAX_HEADER = 512
 _BEARER = "bearer "
 
 
-@dataclass(frozen=True, slots=True)
-class Credential:
+class Credential(NamedTuple):
     """What a request presented: an API key or a widget session token (``repr`` hides it)."""
 
     kind: Literal["api_key", "session"]
-    value: str = field(repr=False)
+    value: str
+
+    def __repr__(self) -> str:
+        return f"Credential(kind={self.kind!r})"
 
 
 def read_credential(api_keys: Sequence[str], authorizations: Sequence[str]) -> Credential:

@@ -14,7 +14,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
 
-__all__ = ["UPDATABLE_FIELDS", "AsyncRequestStore", "KeyStore", "Usage"]
+__all__ = ["NOT_CACHED", "UPDATABLE_FIELDS", "AsyncRequestStore", "KeyStore", "Usage"]
+
+NOT_CACHED: Any = object()
+"""What an optional ``peek(operation, args)`` method returns when it has no cached answer."""
 
 Usage = tuple[int, datetime | None]
 """(request count, last used at) of one key."""

@@ -70,6 +70,13 @@ class LocalCache(Generic[V]):
                 self.hits += 1
             return value
 
+    def peek(self, key: str, default: object) -> object:
+        """The cached value (``None`` for a cached "absent"), or ``default``; never loads."""
+        if not self.enabled:
+            return default
+        cached = self._lookup(key)
+        return default if cached is _MISSING else cached
+
     def _fill(self, key: str, value: V | None, epoch: int) -> None:
         if not self.enabled or not self.accepting:
             return

@@ -49,7 +49,7 @@ from .._keys import digest_secret
 from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
 from . import _redis_scripts as scripts
 from ._errors import StoreUnavailable
-from ._protocol import UPDATABLE_FIELDS, Usage
+from ._protocol import NOT_CACHED, UPDATABLE_FIELDS, Usage
 from ._redis_cache import LocalCache
 from ._redis_codec import (
     KeyNames,
@@ -244,6 +244,18 @@ class RedisKeyStore:
         return script
 
     # -- request path -------------------------------------------------------------------------
+    def peek(self, operation: str, args: tuple[Any, ...]) -> Any:
+        """A cached answer for a request-path operation without any I/O, or ``NOT_CACHED``.
+
+        Lets async callers skip the coroutine machinery on cache hits."""
+        if operation == "get_key":
+            self._start_listener()
+            return self.keys_cache.peek(args[0], NOT_CACHED)
+        if operation == "get_session":
+            self._start_listener()
+            return self.sessions_cache.peek(args[0], NOT_CACHED)
+        return NOT_CACHED
+
     def get_key(self, key_id: str) -> StoredKey | None:
         """The stored key (cached), or ``None``. ``StoreUnavailable`` when Redis is down."""
         self._start_listener()
