@@ -203,13 +203,16 @@ def _chart(results: dict[str, dict[str, float]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
-    for axis, section, title in (
-        (axes[0], "asgi", "ASGI in-process"),
-        (axes[1], "wsgi", "WSGI in-process"),
-    ):
-        names = list(results[section])
-        values = [results[section][n] for n in names]
+    fig, axes = plt.subplots(1, 3, figsize=(19, 4.8))
+    e2e_rps = {name: r["rps"] for name, r in results["e2e"].items()}  # type: ignore[index]
+    panels = (
+        (axes[0], results["asgi"], "ASGI in-process: µs per request (median, lower is better)"),
+        (axes[1], results["wsgi"], "WSGI in-process: µs per request (median, lower is better)"),
+        (axes[2], e2e_rps, "uvicorn end to end: requests/s (higher is better)"),
+    )
+    for axis, data, title in panels:
+        names = list(data)
+        values = [float(data[n]) for n in names]
         axis.barh(names, values, color="#3b6ea8")
         axis.invert_yaxis()
         axis.set_title(title, fontsize=10)
