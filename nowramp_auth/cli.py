@@ -135,7 +135,11 @@ def _store(args: argparse.Namespace) -> Any:
     url = args.redis_url or os.environ.get(ENV_URL)
     if not url:
         raise UsageError(f"no store: pass --redis-url or set {ENV_URL}")
-    from .stores.redis import RedisKeyStore
+    try:
+        from .stores.redis import RedisKeyStore
+    except ImportError as exc:
+        needed = f"the CLI needs: pip install 'nowramp_auth[cli]' ({exc.name} missing)"
+        raise UsageError(needed) from None
 
     return RedisKeyStore.from_url(
         url,
@@ -395,9 +399,13 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import uvicorn
+    try:
+        import uvicorn
 
-    from .demo import build_demo, curl_lines
+        from .demo import build_demo, curl_lines
+    except ImportError as exc:
+        needed = f"the demo needs: pip install 'nowramp_auth[demo]' ({exc.name} missing)"
+        raise UsageError(needed) from None
 
     app, keys, _, _ = build_demo()
     host = f"[{args.host}]" if ":" in args.host else args.host

@@ -17,8 +17,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis", "cluster"])
-def test_rotation_under_load(kind: str, request: pytest.FixtureRequest, namespace: str,
-                             clock: FrozenClock):
+def test_rotation_under_load(
+    kind: str, request: pytest.FixtureRequest, namespace: str, clock: FrozenClock
+):
     from tests.conftest import make_store
 
     store: KeyStore = make_store(kind, request, namespace)

@@ -1,0 +1,1 @@
+"""Minimal apps the README quotes."""

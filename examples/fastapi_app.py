@@ -1,0 +1,37 @@
+"""FastAPI + nowramp_auth in one file. Run: uvicorn examples.fastapi_app:app"""
+
+from fastapi import Depends, FastAPI
+
+from nowramp_auth import Authenticator, KeyManager, MemoryKeyStore, Principal, current_principal
+from nowramp_auth.fastapi import scopes
+from nowramp_auth.starlette import ApiKeyMiddleware, require_scopes
+
+store = MemoryKeyStore()  # RedisKeyStore.from_url("redis://...") in production
+manager = KeyManager(store)
+app = FastAPI(title="Partner API")
+app.add_middleware(
+    ApiKeyMiddleware,
+    authenticator=Authenticator(store),
+    public_paths=["/health", "/docs*", "/openapi.json"],
+)
+
+
+@app.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.get("/quotes/{quote_id}")
+@require_scopes("quotes:read")
+async def get_quote(quote_id: int, currency: str = "USD") -> dict[str, object]:
+    principal = current_principal()
+    return {"quote_id": quote_id, "currency": currency, "key_id": principal and principal.key_id}
+
+
+@app.get("/orders")
+async def list_orders(principal: Principal = Depends(scopes("orders:read"))) -> dict[str, object]:
+    return {"orders": [], "project_id": principal.project_id}
+
+
+if __name__ == "__main__":
+    print(manager.create(scopes=["quotes:read"], name="example").secret)
