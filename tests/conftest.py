@@ -28,6 +28,11 @@ settings.load_profile("default")
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
+def mistype(secret: str) -> str:
+    """``secret`` with its last character changed (always to a different one)."""
+    return secret[:-1] + ("A" if secret[-1] != "A" else "B")
+
+
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(START)

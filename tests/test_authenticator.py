@@ -10,6 +10,7 @@ import pytest
 from nowramp_auth import AuthError, ErrorCode, RateLimit
 from nowramp_auth.stores import MemoryKeyStore, StoreUnavailable
 from nowramp_auth.testing import AuthKit, auth_kit
+from tests.conftest import mistype
 
 IP = "203.0.113.7"
 
@@ -435,7 +436,7 @@ def test_store_down_is_auth_unavailable_but_bad_checksum_is_not():
     with pytest.raises(AuthError) as info:
         auth.authenticate(issued.secret)
     assert info.value.code == ErrorCode.AUTH_UNAVAILABLE and info.value.status_code == 503
-    assert code_of(auth.authenticate, issued.secret[:-1] + "x") == ErrorCode.INVALID_API_KEY
+    assert code_of(auth.authenticate, mistype(issued.secret)) == ErrorCode.INVALID_API_KEY
     with pytest.raises(AuthError) as info:
         asyncio.run(auth.authenticate_async(issued.secret))
     assert info.value.code == ErrorCode.AUTH_UNAVAILABLE

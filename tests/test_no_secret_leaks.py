@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from nowramp_auth import AuthError, LoggingAuditLog
 from nowramp_auth._credentials import read_credential
 from nowramp_auth.testing import auth_kit
+from tests.conftest import mistype
 from tests.harness import CALLERS
 
 
@@ -43,7 +44,7 @@ def test_reprs_and_exceptions(caplog: pytest.LogCaptureFixture):
         repr(kit.store.get_session(session.session_id)),
         repr(read_credential([issued.secret], [])),
     ]
-    for attempt in (issued.secret[:-1] + "x", issued.secret, session.token):
+    for attempt in (mistype(issued.secret), issued.secret, session.token):
         try:
             kit.authenticator.authenticate(attempt, required_scopes=["orders:read"])
         except AuthError as error:
@@ -61,7 +62,7 @@ def test_error_bodies_never_echo_the_presented_value(adapter: str, noise: str):
     kit = auth_kit()
     call = CALLERS[adapter](kit.authenticator)
     issued = kit.key("quotes:read")
-    near_miss = issued.secret[:-2] + "zz"
+    near_miss = issued.secret[:-1] + ("A" if issued.secret[-1] != "A" else "B")  # never valid
     try:
         presented = (near_miss + noise).encode("latin-1").decode("latin-1")
     except UnicodeEncodeError:

@@ -22,6 +22,7 @@ from nowramp_auth import (
     RedisKeyStore,
 )
 from tests.apps import starlette_app
+from tests.conftest import mistype
 from tests.redis_servers import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -184,7 +185,7 @@ def test_redis_down_is_503_and_recovery_needs_no_restart(redis_server: RedisServ
         assert down.status_code == 503
         assert down.json()["error"]["code"] == "AUTH_UNAVAILABLE"
         assert down.headers["retry-after"] == "1"
-        bad = client.get("/quotes", headers={"X-API-Key": uncached.secret[:-1] + "x"})
+        bad = client.get("/quotes", headers={"X-API-Key": mistype(uncached.secret)})
         assert bad.status_code == 401  # decided without Redis
         redis_server.start()  # AOF: the keys are still there
         deadline = time.monotonic() + 10
@@ -294,7 +295,7 @@ def test_redis_holds_no_secret(redis_server: RedisServer):
         secrets.append(session.token)
         auth.authenticate_session(session.token)
         with pytest.raises(AuthError):
-            auth.authenticate(issued.secret[:-3] + "abc")
+            auth.authenticate(mistype(issued.secret))
         manager.revoke(rotated.key.id)
         auth.revoke_session(session.token)
         store.flush_usage()
