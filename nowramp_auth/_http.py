@@ -8,17 +8,22 @@ Security model: a widget-session body that is not the right JSON shape is
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import AuthError, ErrorCode
 from ._models import IssuedSession, Principal
+
+if TYPE_CHECKING:
+    from ._authenticator import Authenticator
 
 __all__ = [
     "MAX_WIDGET_BODY",
     "PublicPaths",
     "SessionRequest",
+    "create_widget_session",
+    "create_widget_session_async",
     "json_body",
     "parse_session_request",
     "response_headers",
@@ -91,6 +96,51 @@ def parse_session_request(body: bytes) -> SessionRequest:
             raise _bad("scopes must be a list of non-empty strings.")
     return SessionRequest(
         str(project_id), customer_id, tuple(scopes) if scopes is not None else None
+    )
+
+
+def create_widget_session(
+    auth: Authenticator, api_keys: Sequence[str], body: bytes, *, client_ip: Any, path: str
+) -> IssuedSession:
+    """The widget endpoint's decision: validate the body, then create the session.
+
+    Only an authenticated caller learns what is wrong with its body: a bad body from a caller
+    whose key fails is answered with the key's refusal."""
+    try:
+        request = parse_session_request(body)
+    except AuthError:
+        auth.authenticate_request(api_keys, client_ip=client_ip, method="POST", path=path)
+        raise
+    return auth.create_session(
+        api_keys,
+        project_id=request.project_id,
+        customer_id=request.customer_id,
+        scopes=request.scopes,
+        client_ip=client_ip,
+        method="POST",
+        path=path,
+    )
+
+
+async def create_widget_session_async(
+    auth: Authenticator, api_keys: Sequence[str], body: bytes, *, client_ip: Any, path: str
+) -> IssuedSession:
+    """Async twin of :func:`create_widget_session`."""
+    try:
+        request = parse_session_request(body)
+    except AuthError:
+        await auth.authenticate_request_async(
+            api_keys, client_ip=client_ip, method="POST", path=path
+        )
+        raise
+    return await auth.create_session_async(
+        api_keys,
+        project_id=request.project_id,
+        customer_id=request.customer_id,
+        scopes=request.scopes,
+        client_ip=client_ip,
+        method="POST",
+        path=path,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from ._keys import KeyType
 
 __all__ = [
+    "AUDIT_EVENT_TYPES",
     "AuditEvent",
     "IssuedKey",
     "IssuedSession",
@@ -246,7 +247,7 @@ class Principal:
         return self.scopes.issuperset(scopes)
 
 
-AuditEventType = Literal[
+AUDIT_EVENT_TYPES = (
     "key.created",
     "key.rotated",
     "key.revoked",
@@ -255,7 +256,8 @@ AuditEventType = Literal[
     "session.revoked",
     "auth.failed",
     "auth.succeeded",
-]
+)
+"""Every audit event type, in lifecycle order."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,6 @@ between ASGI and the core (:class:`~nowramp_auth.Authenticator`); every decision
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 
@@ -17,15 +15,15 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._authenticator import Authenticator
-from ._context import RequestContext, check_scopes, request_var
+from ._context import RequestContext, request_var
 from ._errors import AuthError
-from ._http import MAX_WIDGET_BODY, PublicPaths, parse_session_request, session_created
-from ._scopes import check_scope_name
+from ._guards import middleware_options, required_scopes, scope_guard
+from ._http import MAX_WIDGET_BODY, create_widget_session_async, session_created
+from ._openapi import OPENAPI_PARAM, declare_api_key_security
 
 __all__ = ["ApiKeyMiddleware", "require_scopes"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_OPENAPI_PARAM = "nowramp_api_key"
 
 
 class ApiKeyMiddleware:
@@ -49,13 +47,9 @@ class ApiKeyMiddleware:
         public_paths: Iterable[str] = (),
         widget_sessions_path: str | None = "/widget/sessions",
     ) -> None:
-        if not isinstance(authenticator, Authenticator):
-            raise TypeError("authenticator must be a nowramp_auth.Authenticator")
-        if widget_sessions_path is not None and not str(widget_sessions_path).startswith("/"):
-            raise ValueError(f"widget_sessions_path must start with '/': {widget_sessions_path!r}")
+        self.public_paths = middleware_options(authenticator, public_paths, widget_sessions_path)
         self.app = app
         self.authenticator = authenticator
-        self.public_paths = PublicPaths(public_paths)
         self.widget_sessions_path = widget_sessions_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -112,25 +106,10 @@ class ApiKeyMiddleware:
         client = scope.get("client")
         auth = self.authenticator
         ip = auth.resolve_client_ip(client[0] if client else None, forwarded)
-        path = scope["path"]
         try:
             body = await _read_body(receive)
-            try:
-                request = parse_session_request(body)
-            except AuthError:
-                # Only an authenticated caller learns what is wrong with its body.
-                await auth.authenticate_request_async(
-                    api_keys, client_ip=ip, method="POST", path=path
-                )
-                raise
-            issued = await auth.create_session_async(
-                api_keys,
-                project_id=request.project_id,
-                customer_id=request.customer_id,
-                scopes=request.scopes,
-                client_ip=ip,
-                method="POST",
-                path=path,
+            issued = await create_widget_session_async(
+                auth, api_keys, body, client_ip=ip, path=scope["path"]
             )
         except AuthError as error:
             await _refuse(scope, send, error)
@@ -207,62 +186,11 @@ def require_scopes(*scopes: str) -> Callable[[F], F]:
         @require_scopes("quotes:read")
         async def quotes(): ...
     """
-    if not scopes:
-        raise ValueError("require_scopes needs at least one scope")
-    required = frozenset(check_scope_name(s) for s in scopes)
+    required = required_scopes(scopes)
 
     def decorator(endpoint: F) -> F:
-        if inspect.iscoroutinefunction(endpoint):
-
-            @functools.wraps(endpoint)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                kwargs.pop(_OPENAPI_PARAM, None)
-                error = check_scopes(required)
-                if error is not None:
-                    return _error_response(error)
-                return await endpoint(*args, **kwargs)
-
-            wrapper: Callable[..., Any] = async_wrapper
-        else:
-
-            @functools.wraps(endpoint)
-            def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-                kwargs.pop(_OPENAPI_PARAM, None)
-                error = check_scopes(required)
-                if error is not None:
-                    return _error_response(error)
-                return endpoint(*args, **kwargs)
-
-            wrapper = sync_wrapper
-        _declare_api_key_security(wrapper, endpoint)
+        wrapper = scope_guard(endpoint, required, _error_response, drop_kwarg=OPENAPI_PARAM)
+        declare_api_key_security(wrapper, endpoint)
         return cast(F, wrapper)
 
     return decorator
-
-
-def _declare_api_key_security(wrapper: Callable[..., Any], endpoint: Callable[..., Any]) -> None:
-    """Add a hidden ``Security(APIKeyHeader)`` parameter to the signature FastAPI reads, so
-    OpenAPI shows the scheme. Starlette ignores signatures, so this is harmless there."""
-    try:
-        from .fastapi import api_key_header
-    except ImportError:  # FastAPI not installed: nothing to declare
-        return
-    from fastapi import Security
-
-    try:
-        signature = inspect.signature(endpoint, eval_str=True)
-    except (NameError, TypeError, ValueError):
-        signature = inspect.signature(endpoint)
-    params = list(signature.parameters.values())
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return
-    extra = inspect.Parameter(
-        _OPENAPI_PARAM,
-        inspect.Parameter.KEYWORD_ONLY,
-        default=Security(api_key_header),
-        annotation=str | None,
-    )
-    insert_at = len(params)
-    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[*params[:insert_at], extra]
-    )

@@ -8,18 +8,16 @@ core (:class:`~nowramp_auth.Authenticator`); every decision is made there.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from werkzeug.wrappers import Request, Response
 
 from ._authenticator import Authenticator
-from ._context import RequestContext, check_scopes, request_var
+from ._context import RequestContext, request_var
 from ._errors import AuthError
-from ._http import MAX_WIDGET_BODY, PublicPaths, parse_session_request, session_created
-from ._scopes import check_scope_name
+from ._guards import middleware_options, required_scopes, scope_guard
+from ._http import MAX_WIDGET_BODY, create_widget_session, session_created
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -51,13 +49,9 @@ class ApiKeyMiddleware:
         public_paths: Iterable[str] = (),
         widget_sessions_path: str | None = "/widget/sessions",
     ) -> None:
-        if not isinstance(authenticator, Authenticator):
-            raise TypeError("authenticator must be a nowramp_auth.Authenticator")
-        if widget_sessions_path is not None and not str(widget_sessions_path).startswith("/"):
-            raise ValueError(f"widget_sessions_path must start with '/': {widget_sessions_path!r}")
+        self.public_paths = middleware_options(authenticator, public_paths, widget_sessions_path)
         self.app = app
         self.authenticator = authenticator
-        self.public_paths = PublicPaths(public_paths)
         self.widget_sessions_path = widget_sessions_path
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -97,22 +91,10 @@ class ApiKeyMiddleware:
     def _widget_session(self, request: Request) -> Response:
         auth = self.authenticator
         ip = auth.resolve_client_ip(request.remote_addr, request.headers.getlist("X-Forwarded-For"))
-        api_keys = request.headers.getlist("X-API-Key")
-        where: dict[str, Any] = {"client_ip": ip, "method": "POST", "path": request.path}
         try:
             body = request.stream.read(MAX_WIDGET_BODY + 1)
-            try:
-                body_request = parse_session_request(body)
-            except AuthError:
-                # Only an authenticated caller learns what is wrong with its body.
-                auth.authenticate_request(api_keys, **where)
-                raise
-            issued = auth.create_session(
-                api_keys,
-                project_id=body_request.project_id,
-                customer_id=body_request.customer_id,
-                scopes=body_request.scopes,
-                **where,
+            issued = create_widget_session(
+                auth, request.headers.getlist("X-API-Key"), body, client_ip=ip, path=request.path
             )
         except AuthError as error:
             return _error_response(error)
@@ -148,29 +130,9 @@ def require_scopes(*scopes: str) -> Callable[[F], F]:
         @require_scopes("quotes:read")
         def quotes(): ...
     """
-    if not scopes:
-        raise ValueError("require_scopes needs at least one scope")
-    required = frozenset(check_scope_name(s) for s in scopes)
+    required = required_scopes(scopes)
 
     def decorator(view: F) -> F:
-        if inspect.iscoroutinefunction(view):
-
-            @functools.wraps(view)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                error = check_scopes(required)
-                if error is not None:
-                    return _error_response(error)
-                return await view(*args, **kwargs)
-
-            return cast(F, async_wrapper)
-
-        @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            error = check_scopes(required)
-            if error is not None:
-                return _error_response(error)
-            return view(*args, **kwargs)
-
-        return cast(F, wrapper)
+        return cast(F, scope_guard(view, required, _error_response))
 
     return decorator

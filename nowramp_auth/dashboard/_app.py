@@ -23,7 +23,7 @@ from starlette.templating import Jinja2Templates
 from .._clock import utc_now
 from .._durations import format_duration
 from .._manager import KeyManager
-from .._models import AuditEvent, KeyRecord
+from .._models import AUDIT_EVENT_TYPES, AuditEvent, KeyRecord
 from ..stores._errors import StoreUnavailable
 from ._security import MIN_PASSWORD_LENGTH, AdminSessions, LoginThrottle, check_password
 
@@ -32,16 +32,7 @@ __all__ = ["create_dashboard"]
 COOKIE = "nowramp_dashboard"
 PAGE_SIZE = 50
 EXPIRY_CHOICES = {"": None, "30": 30, "90": 90, "180": 180, "365": 365}
-EVENT_TYPES = [
-    "key.created",
-    "key.rotated",
-    "key.revoked",
-    "key.updated",
-    "session.created",
-    "session.revoked",
-    "auth.failed",
-    "auth.succeeded",
-]
+EVENT_TYPES = list(AUDIT_EVENT_TYPES)
 _TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 

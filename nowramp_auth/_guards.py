@@ -1,0 +1,73 @@
+"""Route guards and middleware options shared by both adapters (framework-free).
+
+``scope_guard`` wraps an endpoint (``async def`` or plain ``def``) so that it runs only when
+the current request holds the required scopes; each adapter supplies how a refusal becomes
+its framework's response. ``middleware_options`` validates what both middlewares accept, so
+configuration errors fail at construction with the same messages.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ._context import check_scopes
+from ._errors import AuthError
+from ._http import PublicPaths
+from ._scopes import check_scope_name
+
+if TYPE_CHECKING:
+    from ._authenticator import Authenticator
+
+__all__ = ["middleware_options", "required_scopes", "scope_guard"]
+
+
+def required_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    """Validate the scopes given to a ``require_scopes`` decorator (at least one)."""
+    required = frozenset(check_scope_name(s) for s in scopes)
+    if not required:
+        raise ValueError("require_scopes needs at least one scope")
+    return required
+
+
+def scope_guard(
+    endpoint: Callable[..., Any],
+    required: frozenset[str],
+    refuse: Callable[[AuthError], Any],
+    drop_kwarg: str | None = None,
+) -> Callable[..., Any]:
+    """``endpoint`` wrapped with the scope check; same kind (sync/async), same metadata."""
+    if inspect.iscoroutinefunction(endpoint):
+
+        @functools.wraps(endpoint)
+        async def async_guarded(*args: Any, **kwargs: Any) -> Any:
+            if drop_kwarg is not None:
+                kwargs.pop(drop_kwarg, None)
+            error = check_scopes(required)
+            return refuse(error) if error is not None else await endpoint(*args, **kwargs)
+
+        return async_guarded
+
+    @functools.wraps(endpoint)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if drop_kwarg is not None:
+            kwargs.pop(drop_kwarg, None)
+        error = check_scopes(required)
+        return refuse(error) if error is not None else endpoint(*args, **kwargs)
+
+    return guarded
+
+
+def middleware_options(
+    authenticator: Authenticator, public_paths: Iterable[str], widget_sessions_path: str | None
+) -> PublicPaths:
+    """Check both middlewares' options; returns the parsed public paths."""
+    from ._authenticator import Authenticator
+
+    if not isinstance(authenticator, Authenticator):
+        raise TypeError("authenticator must be a nowramp_auth.Authenticator")
+    if widget_sessions_path is not None and not str(widget_sessions_path).startswith("/"):
+        raise ValueError(f"widget_sessions_path must start with '/': {widget_sessions_path!r}")
+    return PublicPaths(public_paths)
