@@ -8,6 +8,9 @@ from nowramp_auth.starlette import ApiKeyMiddleware, require_scopes
 
 store = MemoryKeyStore()  # RedisKeyStore.from_url("redis://...") in production
 manager = KeyManager(store)
+print(
+    "example key:", manager.create(scopes=["quotes:read", "orders:read"], name="example").secret
+)  # shown once
 app = FastAPI(title="Partner API")
 app.add_middleware(
     ApiKeyMiddleware,
@@ -31,7 +34,3 @@ async def get_quote(quote_id: int, currency: str = "USD") -> dict[str, object]:
 @app.get("/orders")
 async def list_orders(principal: Principal = Depends(scopes("orders:read"))) -> dict[str, object]:
     return {"orders": [], "project_id": principal.project_id}
-
-
-if __name__ == "__main__":
-    print(manager.create(scopes=["quotes:read"], name="example").secret)

@@ -7,6 +7,7 @@ from nowramp_auth.wsgi import ApiKeyMiddleware, require_scopes
 
 store = MemoryKeyStore()  # RedisKeyStore.from_url("redis://...") in production
 manager = KeyManager(store)
+print("example key:", manager.create(scopes=["quotes:read"], name="example").secret)  # shown once
 app = Flask(__name__)
 app.wsgi_app = ApiKeyMiddleware(  # type: ignore[method-assign]
     app.wsgi_app, authenticator=Authenticator(store), public_paths=["/health"]
@@ -29,7 +30,3 @@ def quotes():  # type: ignore[no-untyped-def]
 @require_scopes("orders:write")
 def create_order():  # type: ignore[no-untyped-def]
     return jsonify(created=True), 201
-
-
-if __name__ == "__main__":
-    print(manager.create(scopes=["quotes:read"], name="example").secret)
