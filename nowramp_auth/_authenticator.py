@@ -36,7 +36,7 @@ from ._models import (
     StoredKey,
     ceil_seconds,
 )
-from ._scopes import KNOWN_SCOPES, SERVER_SIDE_SCOPES
+from ._scopes import KNOWN_SCOPES, SERVER_SIDE_SCOPES, check_scope_name
 from .stores._errors import StoreUnavailable
 from .stores._protocol import NOT_CACHED, KeyStore
 
@@ -93,8 +93,12 @@ class Authenticator:
         self.clock: Clock = clock or utc_now
         self.audit = AuditEmitter(audit)
         self.trusted_proxies = parse_networks(trusted_proxies)
+        if isinstance(widget_scopes, str):
+            raise TypeError("widget_scopes must be a list of scopes, not one string")
         self.widget_scopes = (
-            KNOWN_SCOPES - SERVER_SIDE_SCOPES if widget_scopes is None else frozenset(widget_scopes)
+            KNOWN_SCOPES - SERVER_SIDE_SCOPES
+            if widget_scopes is None
+            else frozenset(check_scope_name(s) for s in widget_scopes)
         )
         self.session_ttl = session_ttl
         self.audit_successes = audit_successes

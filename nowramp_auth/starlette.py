@@ -83,9 +83,9 @@ class ApiKeyMiddleware:
 
         async def send_wrapper(message: Message) -> None:
             nonlocal started
-            if message["type"] == "http.response.start":
+            if message["type"] in ("http.response.start", "websocket.accept"):
                 started = True
-                if extra:
+                if extra and message["type"] == "http.response.start":
                     message["headers"] = [
                         *message.get("headers", []),
                         *((k.lower().encode(), v.encode()) for k, v in extra),
