@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 __all__ = [
     "IPAddress",
     "IPNetwork",
+    "NetworkSet",
     "ip_allowed",
     "parse_ip",
     "parse_networks",
@@ -48,7 +49,45 @@ def _parse_ip_cached(value: str) -> IPAddress | None:
     return address
 
 
-def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
+class NetworkSet:
+    """Parsed networks with precomputed integer masks: membership without ipaddress' slow,
+    Python-level ``__contains__``/``__hash__`` (this runs on every request)."""
+
+    __slots__ = ("masks", "networks")
+
+    def __init__(self, networks: Iterable[IPNetwork] = ()) -> None:
+        self.networks = tuple(networks)
+        self.masks = tuple(
+            (n.version, int(n.network_address), int(n.netmask)) for n in self.networks
+        )
+
+    def __contains__(self, address: object) -> bool:
+        if not isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            return False
+        version = address.version
+        value = int(address)
+        for version_, network, mask in self.masks:
+            if version_ == version and value & mask == network:
+                return True
+        return False
+
+    def __iter__(self) -> Iterator[IPNetwork]:
+        return iter(self.networks)
+
+    def __len__(self) -> int:
+        return len(self.networks)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NetworkSet) and other.networks == self.networks
+
+    def __hash__(self) -> int:
+        return hash(self.networks)
+
+    def __repr__(self) -> str:
+        return f"NetworkSet({[str(n) for n in self.networks]})"
+
+
+def parse_networks(cidrs: Iterable[str]) -> NetworkSet:
     """Parse CIDRs (a bare address means a single host); ``ValueError`` naming a bad one."""
     if isinstance(cidrs, str):
         raise TypeError("expected a list of CIDR strings, not one string")
@@ -60,35 +99,23 @@ def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
             networks.append(ipaddress.ip_network(cidr.strip(), strict=True))
         except ValueError as exc:
             raise ValueError(f"invalid CIDR {cidr!r}: {exc}") from None
-    return tuple(networks)
+    return NetworkSet(networks)
 
 
-def _in_any(address: IPAddress, networks: Sequence[IPNetwork]) -> bool:
-    # Integer masks instead of ipaddress' Python-level __contains__: this runs per request.
-    version = address.version
-    value = int(address)
-    for version_, network, mask in _masks(tuple(networks)):
-        if version_ == version and value & mask == network:
-            return True
-    return False
+def _as_set(networks: NetworkSet | Iterable[IPNetwork]) -> NetworkSet:
+    return networks if isinstance(networks, NetworkSet) else NetworkSet(networks)
 
 
-@functools.lru_cache(maxsize=4096)
-def _masks(networks: tuple[IPNetwork, ...]) -> tuple[tuple[int, int, int], ...]:
-    return tuple((n.version, int(n.network_address), int(n.netmask)) for n in networks)
-
-
-def ip_allowed(address: IPAddress | None, networks: Sequence[IPNetwork]) -> bool:
+def ip_allowed(address: IPAddress | None, networks: NetworkSet | Iterable[IPNetwork]) -> bool:
     """True when ``networks`` is empty (any address) or ``address`` is inside one of them."""
-    if not networks:
-        return True
-    return address is not None and _in_any(address, networks)
+    networks = _as_set(networks)
+    return not networks.masks or address in networks
 
 
 def resolve_client_ip(
     peer: str | None,
     forwarded_for: Sequence[str] = (),
-    trusted_proxies: Sequence[IPNetwork] = (),
+    trusted_proxies: NetworkSet | Iterable[IPNetwork] = (),
 ) -> IPAddress | None:
     """The client address of a request.
 
@@ -98,7 +125,8 @@ def resolve_client_ip(
         trusted_proxies: networks of proxies whose ``X-Forwarded-For`` entries are believed.
     """
     address = parse_ip(peer)
-    if address is None or not trusted_proxies or not _in_any(address, trusted_proxies):
+    trusted_proxies = _as_set(trusted_proxies)
+    if address is None or not trusted_proxies.masks or address not in trusted_proxies:
         return address
     entries = [item for value in forwarded_for for item in value.split(",")]
     if len(entries) > _MAX_FORWARDED_ENTRIES:
@@ -108,7 +136,7 @@ def resolve_client_ip(
         if hop is None:
             return None
         address = hop
-        if not _in_any(hop, trusted_proxies):
+        if hop not in trusted_proxies:
             return hop
     # Every hop was a trusted proxy: the left-most one is the best we know.
     return address

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ._client_ip import IPAddress
 from ._errors import AuthError, ErrorCode
@@ -23,8 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["RequestContext", "check_scopes", "current_principal", "request_var"]
 
 
-@dataclass(frozen=True, slots=True)
-class RequestContext:
+class RequestContext(NamedTuple):
     """The authenticated principal of a request, and what is needed to audit a refusal."""
 
     principal: Principal

@@ -12,7 +12,7 @@ import hmac
 from collections.abc import Collection
 from datetime import datetime
 
-from ._client_ip import IPAddress, IPNetwork, ip_allowed, parse_networks
+from ._client_ip import IPAddress, NetworkSet, ip_allowed, parse_networks
 from ._errors import AuthError, ErrorCode
 from ._models import KeyRecord, Principal, SessionRecord, StoredKey
 
@@ -20,14 +20,15 @@ __all__ = ["allowlist_of", "decide_key", "decide_session", "verify_session_diges
 
 _DUMMY_DIGEST = "0" * 64
 
-_allowlist_cache: dict[tuple[str, ...], tuple[IPNetwork, ...]] = {}
+_allowlist_cache: dict[tuple[str, ...], NetworkSet] = {}
+_ANY_ADDRESS = NetworkSet()
 _principal_cache: dict[int, tuple[KeyRecord, Principal]] = {}
 
 
-def allowlist_of(record: KeyRecord) -> tuple[IPNetwork, ...]:
+def allowlist_of(record: KeyRecord) -> NetworkSet:
     """The parsed allowlist of a record (memoised: records are immutable, CIDRs are few)."""
     if not record.allowed_ips:
-        return ()
+        return _ANY_ADDRESS
     networks = _allowlist_cache.get(record.allowed_ips)
     if networks is None:
         networks = parse_networks(record.allowed_ips)

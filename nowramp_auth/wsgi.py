@@ -109,6 +109,8 @@ def _values(value: str | None) -> list[str]:
 def _path(environ: WSGIEnvironment) -> str:
     # PEP 3333 carries the raw path as latin-1; undo that as werkzeug does.
     raw: str = environ.get("PATH_INFO", "") or "/"
+    if raw.isascii():
+        return raw
     try:
         return raw.encode("latin-1").decode("utf-8", "replace")
     except UnicodeEncodeError:
