@@ -29,6 +29,7 @@ from .stores import KeyStore, MemoryKeyStore, StoreUnavailable
 
 if TYPE_CHECKING:
     from .stores.redis import RedisKeyStore
+    from .stores.redis_audit import RedisStreamAuditLog
 
 __all__ = [
     "KNOWN_SCOPES",
@@ -49,6 +50,7 @@ __all__ = [
     "RateLimit",
     "RateLimitStatus",
     "RedisKeyStore",
+    "RedisStreamAuditLog",
     "ScopeRegistry",
     "StoreUnavailable",
     "current_principal",
@@ -58,9 +60,13 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    # The Redis store is imported on first use, so apps on the memory store never import redis.
+    # Redis classes are imported on first use, so apps on the memory store never import redis.
     if name == "RedisKeyStore":
         from .stores.redis import RedisKeyStore
 
         return RedisKeyStore
+    if name == "RedisStreamAuditLog":
+        from .stores.redis_audit import RedisStreamAuditLog
+
+        return RedisStreamAuditLog
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
