@@ -331,3 +331,31 @@ def test_repr_hides_credentials():
     store = RedisKeyStore.from_url("redis://:hunter2@127.0.0.1:1/0")
     assert "hunter2" not in repr(store)
     store.close()
+
+
+def test_a_forked_child_starts_its_own_listener(redis_server: RedisServer):
+    """gunicorn --preload forks after import: the child must not inherit dead threads."""
+    import os
+
+    store = RedisKeyStore.from_url(redis_server.url)
+    try:
+        issued = KeyManager(store).create(scopes=["quotes:read"])
+        warm_listener(store)  # threads now run in the parent
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            ok = b"0"
+            try:
+                store.get_key("key_ABCDwarmup000000")
+                if store.subscribed.wait(5):
+                    Authenticator(store).authenticate(issued.secret)
+                    ok = b"1" if issued.key.id in store.keys_cache._found else b"2"
+            finally:
+                os.write(write, ok)
+                os._exit(0)
+        os.close(write)
+        result = os.read(read, 1)
+        os.waitpid(pid, 0)
+        assert result == b"1", "the child did not resubscribe and cache"
+    finally:
+        store.close()

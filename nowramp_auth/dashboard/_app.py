@@ -93,12 +93,17 @@ def create_dashboard(
         async def guarded(request: Request) -> Response:
             request.state.nonce = secrets.token_urlsafe(12)
             session = sessions.find(request.cookies.get(COOKIE))
+            nonce = request.state.nonce
             if session is None:
-                return RedirectResponse(request.scope.get("root_path", "") + "/login", 303)
+                login = request.scope.get("root_path", "") + "/login"
+                return _harden(RedirectResponse(login, 303), nonce)
             if request.method == "POST":
                 form = await request.form()
                 if not AdminSessions.csrf_ok(session, form.get("csrf_token")):
-                    return Response("Invalid or missing CSRF token.", 403, media_type="text/plain")
+                    refusal = Response(
+                        "Invalid or missing CSRF token.", 403, media_type="text/plain"
+                    )
+                    return _harden(refusal, nonce)
             try:
                 response = await handler(request)
             except StoreUnavailable:

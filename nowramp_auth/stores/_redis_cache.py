@@ -159,6 +159,13 @@ class LocalCache(Generic[V]):
             self._found.pop(key, None)
             self._absent.pop(key, None)
 
+    def reset_after_fork(self) -> None:
+        """In a forked child: new lock, no in-flight loads, no entries."""
+        self._lock = threading.Lock()
+        self._flights = {}
+        self._async_flights = {}
+        self.clear()
+
     def clear(self) -> None:
         """Drop every entry."""
         with self._lock:

@@ -29,6 +29,7 @@ import asyncio
 import atexit
 import contextlib
 import logging
+import os
 import secrets
 import threading
 import weakref
@@ -180,6 +181,24 @@ class RedisKeyStore:
         if invalidation:
             self.keys_cache.accepting = self.sessions_cache.accepting = False
         atexit.register(_close_at_exit, weakref.ref(self))
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _reset_after_fork(ref))
+
+    def _after_fork(self) -> None:
+        # Threads do not survive fork (e.g. gunicorn --preload): start fresh in the child.
+        self._lock = threading.Lock()
+        self._usage_lock = threading.Lock()
+        self._usage = {}
+        self._listener = None
+        self._flusher = None
+        self._async = {}
+        self.subscribed = threading.Event()
+        self.keys_cache.reset_after_fork()
+        self.sessions_cache.reset_after_fork()
+        self._set_subscribed(False)
+        if not self._invalidation:
+            self.keys_cache.accepting = self.sessions_cache.accepting = True
 
     @classmethod
     def from_url(cls, url: str, *, cluster: bool = False, **options: Any) -> RedisKeyStore:
@@ -628,6 +647,12 @@ class RedisKeyStore:
         if state is not None:
             with contextlib.suppress(Exception):
                 await state[1].aclose()
+
+
+def _reset_after_fork(ref: weakref.ref[RedisKeyStore]) -> None:
+    store = ref()
+    if store is not None:
+        store._after_fork()
 
 
 def _close_at_exit(ref: weakref.ref[RedisKeyStore]) -> None:
