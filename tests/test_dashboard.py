@@ -127,7 +127,7 @@ def test_create_shows_the_key_once(client: TestClient, kit: AuthKit):
             "name": "backend",
             "project_id": "p1",
             "scopes": ["quotes:read", "orders:read"],
-            "allowed_ips": "203.0.113.0/24\n10.0.0.0/8",
+            "allowed_ips": "203.0.113.0/24,\n10.0.0.0/8",
             "expires_in_days": "90",
         },
     )

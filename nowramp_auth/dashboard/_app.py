@@ -7,6 +7,7 @@ form that created it (``Cache-Control: no-store``), never in a URL or a later pa
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -193,11 +194,7 @@ def create_dashboard(
                 key_type="live" if form.get("key_type") == "live" else "test",
                 name=str(form.get("name", "")).strip(),
                 project_id=str(form.get("project_id", "")).strip() or None,
-                allowed_ips=[
-                    line.strip()
-                    for line in str(form.get("allowed_ips", "")).split()
-                    if line.strip()
-                ],
+                allowed_ips=[c for c in re.split(r"[\s,]+", str(form.get("allowed_ips", ""))) if c],
                 expires_at=utc_now() + timedelta(days=days) if days else None,
             )
         except (ValueError, TypeError) as error:
