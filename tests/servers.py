@@ -16,6 +16,37 @@ import httpx
 from tests.redis_servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+SERVERS = ("gunicorn", "uvicorn")
+
+
+def server_command(server: str, log_level: str = "warning") -> list[str]:
+    """``python -m`` arguments serving ``tests.server_apps`` with a real server process
+    (``{port}`` is filled in by :func:`serve`)."""
+    if server == "uvicorn":
+        return [
+            "uvicorn",
+            "tests.server_apps:asgi_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--log-level",
+            log_level,
+        ]
+    return [
+        "gunicorn",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+        "--bind",
+        "127.0.0.1:{port}",
+        "--log-level",
+        log_level,
+        "--access-logfile",
+        "-",
+        "tests.server_apps:wsgi_app",
+    ]
 
 
 @contextmanager

@@ -19,39 +19,12 @@ import pytest
 from nowramp_auth import KeyManager, RedisKeyStore
 from nowramp_auth._keys import generate_key
 from tests.redis_servers import free_port
-from tests.servers import ROOT
+from tests.servers import ROOT, SERVERS, server_command
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 REQUESTS = int(os.environ.get("NOWRAMP_LOAD_REQUESTS", "3000"))
 CONCURRENCY = 20
-
-SERVERS = {
-    "uvicorn": [
-        "uvicorn",
-        "tests.server_apps:asgi_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "{port}",
-        "--log-level",
-        "info",
-    ],
-    "gunicorn": [
-        "gunicorn",
-        "--workers",
-        "2",
-        "--threads",
-        "4",
-        "--bind",
-        "127.0.0.1:{port}",
-        "--log-level",
-        "info",
-        "--access-logfile",
-        "-",
-        "tests.server_apps:wsgi_app",
-    ],
-}
 
 
 def rss_kb(pid: int) -> int:
@@ -114,7 +87,11 @@ def test_bounded_load(server: str, redis_url: str, namespace: str, tmp_path):
         ("/quotes", {}, 401, "MISSING_API_KEY"),
     ]
     port = free_port()
-    command = [sys.executable, "-m", *[a.format(port=port) for a in SERVERS[server]]]
+    command = [
+        sys.executable,
+        "-m",
+        *[a.format(port=port) for a in server_command(server, log_level="info")],
+    ]
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),

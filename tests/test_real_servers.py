@@ -14,7 +14,7 @@ import pytest
 
 from nowramp_auth import KeyManager, RedisKeyStore
 from tests.redis_servers import free_port
-from tests.servers import ROOT, serve
+from tests.servers import ROOT, SERVERS, serve, server_command
 
 pytestmark = pytest.mark.redis
 
@@ -29,38 +29,15 @@ def shared(redis_url: str, namespace: str):
     store.close()
 
 
-SERVERS = {
-    "uvicorn": [
-        "uvicorn",
-        "tests.server_apps:asgi_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "{port}",
-        "--log-level",
-        "warning",
-    ],
-    "gunicorn": [
-        "gunicorn",
-        "--workers",
-        "2",
-        "--threads",
-        "4",
-        "--bind",
-        "127.0.0.1:{port}",
-        "--log-level",
-        "warning",
-        "tests.server_apps:wsgi_app",
-    ],
-}
-
-
 @pytest.mark.parametrize("server", sorted(SERVERS))
 def test_real_server(server: str, shared):
     manager, env = shared
     reader = manager.create(scopes=["quotes:read"], project_id="p1")
     allowlisted = manager.create(scopes=["quotes:read"], allowed_ips=["198.51.100.0/24"])
-    with serve(SERVERS[server], env) as base, httpx.Client(base_url=base, timeout=5) as client:
+    with (
+        serve(server_command(server), env) as base,
+        httpx.Client(base_url=base, timeout=5) as client,
+    ):
         assert client.get("/health").status_code == 200
         ok = client.get("/quotes", headers={"X-API-Key": reader.secret})
         assert ok.status_code == 200 and ok.json()["key_id"] == reader.key.id
