@@ -6,6 +6,8 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nowramp_auth import AuthError, ErrorCode, RateLimit
 from nowramp_auth.stores import MemoryKeyStore, StoreUnavailable
@@ -509,3 +511,24 @@ def test_usage_is_counted_without_touching_the_record(kit: AuthKit):
     record = kit.manager.get(issued.key.id)
     assert record.request_count == 3
     assert record.last_used_at == kit.clock.now
+
+
+@given(
+    value=st.one_of(st.text(max_size=120), st.none(), st.integers(), st.binary(max_size=80)),
+    authorizations=st.lists(st.text(max_size=80), max_size=3),
+)
+def test_arbitrary_input_only_ever_raises_auth_error(value, authorizations):
+    kit = _FUZZ_KIT
+    for call in (
+        lambda: kit.authenticator.authenticate(value),
+        lambda: kit.authenticator.authenticate_session(value),
+        lambda: kit.authenticator.authenticate_request(
+            [value] if isinstance(value, str) else [], authorizations
+        ),
+    ):
+        with pytest.raises(AuthError) as info:
+            call()
+        assert info.value.status_code in (400, 401, 403)
+
+
+_FUZZ_KIT = auth_kit()
