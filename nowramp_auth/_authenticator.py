@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Collection, Generator, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from ._audit import AuditEmitter, AuditSink
@@ -274,7 +274,7 @@ class Authenticator:
     # -- flows (pure but for the yielded store operations) -----------------------------------
     def _now(self) -> datetime:
         if self.clock is utc_now:
-            return utc_now()
+            return datetime.now(UTC)
         return require_aware(self.clock(), "clock()")
 
     def _key_flow(

@@ -26,6 +26,7 @@ __all__ = [
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)  # a tuple: faster isinstance
 
 _MAX_FORWARDED_ENTRIES = 64
 
@@ -62,7 +63,7 @@ class NetworkSet:
         )
 
     def __contains__(self, address: object) -> bool:
-        if not isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        if not isinstance(address, _ADDRESS_TYPES):
             return False
         version = address.version
         value = int(address)

@@ -12,7 +12,7 @@ import hmac
 from collections.abc import Collection
 from datetime import datetime
 
-from ._client_ip import IPAddress, NetworkSet, ip_allowed, parse_networks
+from ._client_ip import IPAddress, NetworkSet, parse_networks
 from ._errors import AuthError, ErrorCode
 from ._models import KeyRecord, Principal, SessionRecord, StoredKey
 
@@ -22,7 +22,7 @@ _DUMMY_DIGEST = "0" * 64
 
 _allowlist_cache: dict[tuple[str, ...], NetworkSet] = {}
 _ANY_ADDRESS = NetworkSet()
-_principal_cache: dict[int, tuple[KeyRecord, Principal]] = {}
+_derived_cache: dict[int, tuple[KeyRecord, Principal, NetworkSet]] = {}
 
 
 def allowlist_of(record: KeyRecord) -> NetworkSet:
@@ -58,21 +58,23 @@ def decide_key(
         raise AuthError(ErrorCode.INVALID_API_KEY, key_id=record.id)
     if record.expires_at is not None and now >= record.expires_at:
         raise AuthError(ErrorCode.API_KEY_EXPIRED, key_id=record.id)
-    if not ip_allowed(client_ip, allowlist_of(record)):
+    principal, allowlist = _derived(record)
+    if allowlist.masks and client_ip not in allowlist:
         raise AuthError(ErrorCode.IP_NOT_ALLOWED, key_id=record.id)
     if _missing_scopes(record.scopes, required_scopes):
         raise AuthError(
             ErrorCode.INSUFFICIENT_PERMISSIONS, required_scopes=required_scopes, key_id=record.id
         )
-    return _principal_of(record)
+    return principal
 
 
-def _principal_of(record: KeyRecord) -> Principal:
+def _derived(record: KeyRecord) -> tuple[Principal, NetworkSet]:
     # Records are immutable and stores hand out the same object until it changes, so the
-    # principal is built once per record version (keyed by identity, holding the record).
-    entry = _principal_cache.get(id(record))
+    # principal and the parsed allowlist are built once per record version (keyed by
+    # identity; the entry holds the record, so the id cannot be reused while cached).
+    entry = _derived_cache.get(id(record))
     if entry is not None and entry[0] is record:
-        return entry[1]
+        return entry[1], entry[2]
     principal = Principal(
         key_id=record.id,
         key_type=record.key_type,
@@ -80,10 +82,11 @@ def _principal_of(record: KeyRecord) -> Principal:
         project_id=record.project_id,
         metadata=record.metadata,
     )
-    if len(_principal_cache) > 8192:
-        _principal_cache.clear()
-    _principal_cache[id(record)] = (record, principal)
-    return principal
+    allowlist = allowlist_of(record)
+    if len(_derived_cache) > 8192:
+        _derived_cache.clear()
+    _derived_cache[id(record)] = (record, principal, allowlist)
+    return principal, allowlist
 
 
 def verify_session_digest(session: SessionRecord | None, presented_digest: str) -> SessionRecord:

@@ -75,7 +75,7 @@ class ApiKeyMiddleware:
             await _refuse(scope, send, error)
             return
         scope["user"] = principal
-        scope["auth"] = AuthCredentials(list(principal.scopes))
+        scope["auth"] = AuthCredentials(list(principal.scopes))  # fresh: its list is mutable
         context = RequestContext(principal, self.authenticator, client_ip, method, path)
         token = request_var.set(context)
         extra = principal.rate_limit.headers() if principal.rate_limit is not None else []
