@@ -14,7 +14,14 @@ from typing import Any, Protocol, runtime_checkable
 
 from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
 
-__all__ = ["NOT_CACHED", "UPDATABLE_FIELDS", "AsyncRequestStore", "KeyStore", "Usage"]
+__all__ = [
+    "NOT_CACHED",
+    "UPDATABLE_FIELDS",
+    "AsyncRequestStore",
+    "KeyStore",
+    "Usage",
+    "rotation_refused",
+]
 
 NOT_CACHED: Any = object()
 """What an optional ``peek(operation, args)`` method returns when it has no cached answer."""
@@ -25,6 +32,18 @@ Usage = tuple[int, datetime | None]
 UPDATABLE_FIELDS = frozenset(
     {"scopes", "allowed_ips", "name", "metadata", "rate_limit", "expires_at"}
 )
+
+
+def rotation_refused(key_id: str, reason: str, successor: str | None = None) -> ValueError:
+    """The error every store raises for a key that cannot be rotated.
+
+    ``reason`` is ``"revoked"``, ``"expired"`` or ``"rotated"`` (then ``successor`` names the
+    key to rotate instead)."""
+    if reason == "revoked":
+        return ValueError(f"key {key_id} is revoked and cannot be rotated")
+    if reason == "expired":
+        return ValueError(f"key {key_id} has expired and cannot be rotated")
+    return ValueError(f"key {key_id} was already rotated to {successor}; rotate that key instead")
 
 
 @runtime_checkable

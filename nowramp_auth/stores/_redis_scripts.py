@@ -7,7 +7,7 @@ Return values: a status string, or the record's fields as a flat list.
 
 from __future__ import annotations
 
-__all__ = ["INSERT", "INSERT_SESSION", "RATE_LIMIT", "REVOKE", "REVOKE_SESSION", "ROTATE", "UPDATE"]
+__all__ = ["INSERT", "INSERT_SESSION", "RATE_LIMIT", "REVOKE", "ROTATE", "UPDATE"]
 
 # KEYS[1]=record  ARGV[1]=channel ARGV[2]=id, then field/value pairs
 INSERT = """
@@ -27,7 +27,8 @@ redis.call('PUBLISH', ARGV[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
 """
 
-# KEYS[1]=record  ARGV[1]=channel ARGV[2]=id ARGV[3]=now_us
+# Revokes a key record or a session (both keep the time in 'revoked'; the first one stays).
+# KEYS[1]=record or session  ARGV[1]=channel ARGV[2]=id ARGV[3]=now_us
 REVOKE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
 redis.call('HSETNX', KEYS[1], 'revoked', ARGV[3])
@@ -69,14 +70,6 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 'ok'
-"""
-
-# KEYS[1]=session  ARGV[1]=channel ARGV[2]=session id ARGV[3]=now_us
-REVOKE_SESSION = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
-redis.call('HSETNX', KEYS[1], 'revoked', ARGV[3])
-redis.call('PUBLISH', ARGV[1], ARGV[2])
-return redis.call('HGETALL', KEYS[1])
 """
 
 # Sliding log on Redis' own clock, so every instance shares one time line.

@@ -16,21 +16,10 @@ from typing import Any
 
 from .._keys import digest_secret
 from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
-from ._protocol import UPDATABLE_FIELDS, Usage
+from ._protocol import UPDATABLE_FIELDS, Usage, rotation_refused
 from ._sliding_log import SlidingLog
 
 __all__ = ["MemoryKeyStore"]
-
-
-def rotation_refusal(old: KeyRecord, now: datetime) -> str | None:
-    """Why ``old`` cannot be rotated at ``now``, or ``None`` when it can."""
-    if old.revoked_at is not None:
-        return f"key {old.id} is revoked and cannot be rotated"
-    if old.expires_at is not None and now >= old.expires_at:
-        return f"key {old.id} has expired and cannot be rotated"
-    if old.rotated_to is not None:
-        return f"key {old.id} was already rotated to {old.rotated_to}; rotate that key instead"
-    return None
 
 
 class MemoryKeyStore:
@@ -117,9 +106,12 @@ class MemoryKeyStore:
         with self._lock:
             stored = self._require(old_id)
             old = stored.record
-            refusal = rotation_refusal(old, now)
-            if refusal:
-                raise ValueError(refusal)
+            if old.revoked_at is not None:
+                raise rotation_refused(old.id, "revoked")
+            if old.expires_at is not None and now >= old.expires_at:
+                raise rotation_refused(old.id, "expired")
+            if old.rotated_to is not None:
+                raise rotation_refused(old.id, "rotated", old.rotated_to)
             if new_id in self._keys:
                 raise ValueError(f"key id {new_id} already exists")
             new = dataclasses.replace(

@@ -50,7 +50,7 @@ from .._keys import digest_secret
 from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
 from . import _redis_scripts as scripts
 from ._errors import StoreUnavailable
-from ._protocol import NOT_CACHED, UPDATABLE_FIELDS, Usage
+from ._protocol import NOT_CACHED, UPDATABLE_FIELDS, Usage, rotation_refused
 from ._redis_cache import LocalCache
 from ._redis_codec import (
     KeyNames,
@@ -101,13 +101,6 @@ def _rate_status(result: list[Any], limit: RateLimit) -> RateLimitStatus:
         allowed=bool(allowed),
         retry_after_seconds=retry_ms / 1000,
     )
-
-
-_ROTATION_REFUSALS = {
-    "revoked": "key {id} is revoked and cannot be rotated",
-    "expired": "key {id} has expired and cannot be rotated",
-    "exists": "key id {new} already exists",
-}
 
 
 class RedisKeyStore:
@@ -444,12 +437,11 @@ class RedisKeyStore:
         self.keys_cache.invalidate(old_id)
         if result == "missing":
             raise KeyError(old_id)
-        if isinstance(result, str):
-            if result.startswith("rotated:"):
-                raise ValueError(
-                    f"key {old_id} was already rotated to {result[8:]}; rotate that key instead"
-                )
-            raise ValueError(_ROTATION_REFUSALS[result].format(id=old_id, new=new_id))
+        if result == "exists":
+            raise ValueError(f"key id {new_id} already exists")
+        if isinstance(result, str):  # 'revoked', 'expired' or 'rotated:<successor id>'
+            reason, _, successor = result.partition(":")
+            raise rotation_refused(old_id, reason, successor or None)
         old_stored, new_stored = decode_key(_as_dict(result[0])), decode_key(_as_dict(result[1]))
         if old_stored is None or new_stored is None:  # pragma: no cover - written just now
             raise KeyError(old_id)
@@ -473,7 +465,7 @@ class RedisKeyStore:
     def revoke_session(self, session_id: str, at: datetime) -> SessionRecord | None:
         """Revoke a session in one atomic step; ``None`` when unknown."""
         with _io():
-            result = self._script("REVOKE_SESSION")(
+            result = self._script("REVOKE")(
                 keys=[self.names.session(session_id)],
                 args=[self.names.channel, session_id, to_us(at)],
             )
