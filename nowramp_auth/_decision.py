@@ -12,30 +12,16 @@ import hmac
 from collections.abc import Collection
 from datetime import datetime
 
-from ._client_ip import IPAddress, NetworkSet, parse_networks
+from ._client_ip import IPAddress, NetworkSet, ip_allowed, parse_networks
 from ._errors import AuthError, ErrorCode
 from ._models import KeyRecord, Principal, SessionRecord, StoredKey
 
-__all__ = ["allowlist_of", "decide_key", "decide_session", "verify_session_digest"]
+__all__ = ["decide_key", "decide_session", "verify_session_digest"]
 
 _DUMMY_DIGEST = "0" * 64
 
-_allowlist_cache: dict[tuple[str, ...], NetworkSet] = {}
 _ANY_ADDRESS = NetworkSet()
 _derived_cache: dict[int, tuple[KeyRecord, Principal, NetworkSet]] = {}
-
-
-def allowlist_of(record: KeyRecord) -> NetworkSet:
-    """The parsed allowlist of a record (memoised: records are immutable, CIDRs are few)."""
-    if not record.allowed_ips:
-        return _ANY_ADDRESS
-    networks = _allowlist_cache.get(record.allowed_ips)
-    if networks is None:
-        networks = parse_networks(record.allowed_ips)
-        if len(_allowlist_cache) > 4096:
-            _allowlist_cache.clear()
-        _allowlist_cache[record.allowed_ips] = networks
-    return networks
 
 
 def _missing_scopes(held: frozenset[str], required: Collection[str]) -> bool:
@@ -59,7 +45,7 @@ def decide_key(
     if record.expires_at is not None and now >= record.expires_at:
         raise AuthError(ErrorCode.API_KEY_EXPIRED, key_id=record.id)
     principal, allowlist = _derived(record)
-    if allowlist.masks and client_ip not in allowlist:
+    if not ip_allowed(client_ip, allowlist):
         raise AuthError(ErrorCode.IP_NOT_ALLOWED, key_id=record.id)
     if _missing_scopes(record.scopes, required_scopes):
         raise AuthError(
@@ -82,7 +68,7 @@ def _derived(record: KeyRecord) -> tuple[Principal, NetworkSet]:
         project_id=record.project_id,
         metadata=record.metadata,
     )
-    allowlist = allowlist_of(record)
+    allowlist = parse_networks(record.allowed_ips) if record.allowed_ips else _ANY_ADDRESS
     if len(_derived_cache) > 8192:
         _derived_cache.clear()
     _derived_cache[id(record)] = (record, principal, allowlist)

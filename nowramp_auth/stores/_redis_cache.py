@@ -54,8 +54,6 @@ class LocalCache(Generic[V]):
         self._epoch = 0
         self._flights: dict[str, _Flight[V]] = {}
         self._async_flights: dict[tuple[int, str], asyncio.Future[V | None]] = {}
-        self.hits = 0
-        self.misses = 0
         self.accepting = True
         """False while cross-instance invalidation is down: serve entries, add none."""
 
@@ -64,10 +62,6 @@ class LocalCache(Generic[V]):
             value = self._found.get(key, _MISSING)
             if value is _MISSING and self._absent.get(key):
                 value = None
-            if value is _MISSING:
-                self.misses += 1
-            else:
-                self.hits += 1
             return value
 
     def peek(self, key: str, default: object) -> object:
