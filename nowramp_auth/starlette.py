@@ -88,7 +88,7 @@ class ApiKeyMiddleware:
                 if extra and message["type"] == "http.response.start":
                     message["headers"] = [
                         *message.get("headers", []),
-                        *((k.lower().encode(), v.encode()) for k, v in extra),
+                        *_raw(extra),
                     ]
             await send(message)
 
@@ -149,8 +149,13 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
+def _raw(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """ASGI header pairs: lower-case names, latin-1 values."""
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
 async def _send_http(send: Send, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-    raw = [(k.lower().encode(), v.encode("latin-1")) for k, v in headers]
+    raw = _raw(headers)
     raw.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
@@ -160,7 +165,7 @@ async def _refuse(scope: Scope, send: Send, error: AuthError) -> None:
     if scope["type"] == "http":
         await _send_http(send, error.status_code, error.headers(), error.body())
     elif "websocket.http.response" in scope.get("extensions", {}):
-        raw = [(k.lower().encode(), v.encode("latin-1")) for k, v in error.headers()]
+        raw = _raw(error.headers())
         await send(
             {"type": "websocket.http.response.start", "status": error.status_code, "headers": raw}
         )
