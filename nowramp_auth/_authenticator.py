@@ -20,10 +20,11 @@ from typing import Any, TypeVar
 
 from ._audit import AuditEmitter, AuditSink
 from ._client_ip import IPAddress, parse_ip, parse_networks, resolve_client_ip
-from ._clock import Clock, require_aware, utc_now
+from ._clock import Clock, require_aware, seconds_clock, utc_now
 from ._credentials import Credential, read_credential
-from ._decision import decide_key, decide_session, verify_session_digest
+from ._decision import decide_key, decide_session, derived, verify_session_digest
 from ._errors import AuthError, ErrorCode
+from ._fast_path import VerifiedKeys
 from ._keys import generate_session_token, key_family, parse_key, parse_session_token
 from ._manager import validate_project_id
 from ._models import (
@@ -47,6 +48,7 @@ T = TypeVar("T")
 Op = tuple[str, tuple[Any, ...]]
 Flow = Generator[Op, Any, T]
 ClientIp = str | IPAddress | None
+AcceptVerified = Callable[..., Principal | None]
 
 
 class Authenticator:
@@ -104,6 +106,14 @@ class Authenticator:
         self.audit_successes = audit_successes
         self._request_path_never_blocks = bool(getattr(store, "request_path_never_blocks", False))
         self._peek: Callable[[str, tuple[Any, ...]], Any] | None = getattr(store, "peek", None)
+        self._verified = _verified_keys(store, clock, audit_successes)
+        self.accept_verified: AcceptVerified = (
+            self._verified.accept if self._verified is not None else _general_flow_only
+        )
+        """The fast path (see :mod:`nowramp_auth._fast_path`): ``(key bytes, peer address,
+        required scopes=())`` to the principal of a key already verified in full, or ``None``
+        for the general flow. Adapters call it first; the peer must be the client (no
+        forwarding header applies)."""
 
     def __repr__(self) -> str:
         return f"Authenticator(store={self.store!r})"
@@ -125,6 +135,9 @@ class Authenticator:
         path: str | None = None,
     ) -> Principal:
         """The :class:`Principal` of a valid API key; else raise :class:`AuthError`."""
+        principal = self._fast(api_key, client_ip, required_scopes)
+        if principal is not None:
+            return principal
         ip = _ip(client_ip)
         return self._run(self._key_flow(api_key, ip, required_scopes), ip, method, path)[0]
 
@@ -138,9 +151,25 @@ class Authenticator:
         path: str | None = None,
     ) -> Principal:
         """Async twin of :meth:`authenticate`; never blocks the event loop on store I/O."""
+        principal = self._fast(api_key, client_ip, required_scopes)
+        if principal is not None:
+            return principal
         ip = _ip(client_ip)
         flow = self._key_flow(api_key, ip, required_scopes)
         return (await self._run_async(flow, ip, method, path))[0]
+
+    def _fast(
+        self, api_key: object, client_ip: ClientIp, required: Collection[str]
+    ) -> Principal | None:
+        # The fast path for direct callers; a scope check failing falls through, so the
+        # general flow refuses (and audits) and the request is counted once, not twice.
+        if type(api_key) is not str or not (client_ip is None or type(client_ip) is str):
+            return None
+        try:
+            raw = api_key.encode("ascii")
+        except UnicodeEncodeError:
+            return None
+        return self.accept_verified(raw, client_ip, required)
 
     def authenticate_session(
         self,
@@ -287,14 +316,17 @@ class Authenticator:
             raise AuthError(ErrorCode.INVALID_API_KEY)
         stored: StoredKey | None = yield ("get_key", (parsed.key_id,))
         now = self._now()
+        digest = self.store.digest(api_key)
         try:
-            principal = decide_key(stored, self.store.digest(api_key), now, ip, required)
+            principal = decide_key(stored, digest, now, ip, required)
         except AuthError as error:
             error.key_id = parsed.key_id  # public, and what the caller sent: for the audit log
             raise
         limit = stored.record.rate_limit if stored is not None else None
         if limit is not None:
             principal = yield from self._limit(principal, limit, now)
+        elif self._verified is not None and stored is not None:
+            self._verified.remember(digest, stored, principal, derived(stored.record)[1])
         self.store.record_usage(principal.key_id, now)
         return principal, stored
 
@@ -490,6 +522,23 @@ class Authenticator:
                 session_id=value.session_id,
                 project_id=value.project_id,
             )
+
+
+def _verified_keys(
+    store: KeyStore, clock: Clock | None, audit_successes: bool
+) -> VerifiedKeys | None:
+    # The fast path needs the store's no-I/O hooks; a store without them (or audited
+    # successes, which the general flow emits) always takes the general flow.
+    hasher = getattr(store, "hasher", None)
+    current = getattr(store, "current_key", None)
+    count = getattr(store, "count_request", None)
+    if audit_successes or not (callable(hasher) and callable(current) and callable(count)):
+        return None
+    return VerifiedKeys(hasher, current, seconds_clock(clock), count)
+
+
+def _general_flow_only(*_args: object) -> None:
+    return None
 
 
 def _ip(client_ip: ClientIp) -> IPAddress | None:

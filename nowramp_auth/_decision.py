@@ -11,12 +11,13 @@ from __future__ import annotations
 import hmac
 from collections.abc import Collection
 from datetime import datetime
+from types import MappingProxyType
 
 from ._client_ip import IPAddress, NetworkSet, ip_allowed, parse_networks
 from ._errors import AuthError, ErrorCode
 from ._models import KeyRecord, Principal, SessionRecord, StoredKey
 
-__all__ = ["decide_key", "decide_session", "verify_session_digest"]
+__all__ = ["decide_key", "decide_session", "derived", "verify_session_digest"]
 
 _DUMMY_DIGEST = "0" * 64
 
@@ -44,7 +45,7 @@ def decide_key(
         raise AuthError(ErrorCode.INVALID_API_KEY, key_id=record.id)
     if record.expires_at is not None and now >= record.expires_at:
         raise AuthError(ErrorCode.API_KEY_EXPIRED, key_id=record.id)
-    principal, allowlist = _derived(record)
+    principal, allowlist = derived(record)
     if not ip_allowed(client_ip, allowlist):
         raise AuthError(ErrorCode.IP_NOT_ALLOWED, key_id=record.id)
     if _missing_scopes(record.scopes, required_scopes):
@@ -54,10 +55,13 @@ def decide_key(
     return principal
 
 
-def _derived(record: KeyRecord) -> tuple[Principal, NetworkSet]:
-    # Records are immutable and stores hand out the same object until it changes, so the
-    # principal and the parsed allowlist are built once per record version (keyed by
-    # identity; the entry holds the record, so the id cannot be reused while cached).
+def derived(record: KeyRecord) -> tuple[Principal, NetworkSet]:
+    """The principal and the parsed allowlist of a record, built once per record version.
+
+    Records are immutable and stores hand out the same object until it changes, so both are
+    cached by identity (the entry holds the record, so the id cannot be reused while cached).
+    The principal is shared by every request of that version, so it is immutable throughout:
+    frozen, a frozenset of scopes, a read-only copy of the metadata."""
     entry = _derived_cache.get(id(record))
     if entry is not None and entry[0] is record:
         return entry[1], entry[2]
@@ -66,7 +70,7 @@ def _derived(record: KeyRecord) -> tuple[Principal, NetworkSet]:
         key_type=record.key_type,
         scopes=record.scopes,
         project_id=record.project_id,
-        metadata=record.metadata,
+        metadata=MappingProxyType(dict(record.metadata)),
     )
     allowlist = parse_networks(record.allowed_ips) if record.allowed_ips else _ANY_ADDRESS
     if len(_derived_cache) > 8192:

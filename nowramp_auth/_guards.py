@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._context import check_scopes
+from ._context import refuse_scopes, request_var
 from ._errors import AuthError
 from ._http import PublicPaths
 from ._scopes import check_scope_name
@@ -38,24 +38,31 @@ def scope_guard(
     refuse: Callable[[AuthError], Any],
     drop_kwarg: str | None = None,
 ) -> Callable[..., Any]:
-    """``endpoint`` wrapped with the scope check; same kind (sync/async), same metadata."""
+    """``endpoint`` wrapped with the scope check; same kind (sync/async), same metadata.
+
+    The accepted case runs on every request of a guarded route: one context read and one
+    subset test before the endpoint is called."""
+    get_context = request_var.get
+    drop = drop_kwarg or ""
     if inspect.iscoroutinefunction(endpoint):
 
         @functools.wraps(endpoint)
         async def async_guarded(*args: Any, **kwargs: Any) -> Any:
-            if drop_kwarg is not None:
-                kwargs.pop(drop_kwarg, None)
-            error = check_scopes(required)
-            return refuse(error) if error is not None else await endpoint(*args, **kwargs)
+            kwargs.pop(drop, None)
+            context = get_context()
+            if context is not None and required <= context[0].scopes:
+                return await endpoint(*args, **kwargs)
+            return refuse(refuse_scopes(required))
 
         return async_guarded
 
     @functools.wraps(endpoint)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        if drop_kwarg is not None:
-            kwargs.pop(drop_kwarg, None)
-        error = check_scopes(required)
-        return refuse(error) if error is not None else endpoint(*args, **kwargs)
+        kwargs.pop(drop, None)
+        context = get_context()
+        if context is not None and required <= context[0].scopes:
+            return endpoint(*args, **kwargs)
+        return refuse(refuse_scopes(required))
 
     return guarded
 

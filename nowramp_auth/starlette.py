@@ -15,15 +15,36 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._authenticator import Authenticator
-from ._context import RequestContext, request_var
+from ._context import request_var
 from ._errors import AuthError
 from ._guards import middleware_options, required_scopes, scope_guard
 from ._http import MAX_WIDGET_BODY, create_widget_session_async, session_created
+from ._models import Principal
 from ._openapi import OPENAPI_PARAM, declare_api_key_security
 
-__all__ = ["ApiKeyMiddleware", "require_scopes"]
+__all__ = ["ApiKeyMiddleware", "ScopeCredentials", "require_scopes"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ScopeCredentials(AuthCredentials):
+    """Starlette's ``AuthCredentials`` (so ``@requires`` works), read-only: one object serves
+    every request of a key version, so no handler can change another request's scopes."""
+
+    def __init__(self, scopes: Iterable[str]) -> None:
+        object.__setattr__(self, "_scopes", tuple(sorted(scopes)))
+
+    @property
+    def scopes(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The scopes the request holds (a tuple: immutable)."""
+        scopes: tuple[str, ...] = self.__dict__["_scopes"]
+        return scopes
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("ScopeCredentials is read-only")
+
+    def __repr__(self) -> str:
+        return f"ScopeCredentials({list(self.scopes)!r})"
 
 
 class ApiKeyMiddleware:
@@ -36,7 +57,8 @@ class ApiKeyMiddleware:
         widget_sessions_path: where ``POST`` creates widget sessions (``None``: off).
 
     Sets ``scope["user"]`` (the :class:`~nowramp_auth.Principal`), ``scope["auth"]``
-    (Starlette ``AuthCredentials``) and :func:`~nowramp_auth.current_principal`.
+    (:class:`ScopeCredentials`, a read-only Starlette ``AuthCredentials``) and
+    :func:`~nowramp_auth.current_principal`.
     """
 
     def __init__(
@@ -51,8 +73,75 @@ class ApiKeyMiddleware:
         self.app = app
         self.authenticator = authenticator
         self.widget_sessions_path = widget_sessions_path
+        # What the hot path needs, computed once: paths it leaves to the general path, the
+        # forwarding header that matters only behind trusted proxies, the fast path itself.
+        general = set(self.public_paths.exact)
+        if widget_sessions_path is not None:
+            general.add(widget_sessions_path)
+        self._general_paths = frozenset(general)
+        self._general_prefixes = self.public_paths.prefixes
+        self._forwarded_header = b"x-forwarded-for" if authenticator.trusted_proxies else None
+        self._accept = authenticator.accept_verified
+        self._credentials_cache: dict[int, tuple[Principal, ScopeCredentials]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The hot path: an HTTP request carrying one X-API-Key that the authenticator has
+        # verified before. Per request it may: scan the headers once, call the
+        # authenticator's fast path (budget in nowramp_auth._fast_path), store two values
+        # in the scope, set and reset one context variable. Everything built from the key
+        # (principal, credentials) was built once per record version. Anything else goes
+        # to the general path below, which handles every case.
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path not in self._general_paths and not (
+                self._general_prefixes and path.startswith(self._general_prefixes)
+            ):
+                api_key = None
+                forwarded = self._forwarded_header
+                for name, value in scope["headers"]:
+                    if name == b"x-api-key":
+                        if api_key is not None:  # several: the general path refuses
+                            api_key = None
+                            break
+                        api_key = value
+                    elif name == forwarded:  # a client behind a trusted proxy
+                        api_key = None
+                        break
+                if api_key is not None:
+                    client = scope["client"]
+                    peer = client[0] if client else None
+                    principal = self._accept(api_key, peer)
+                    if principal is not None:
+                        scope["user"] = principal
+                        credentials = self._credentials_cache.get(id(principal))
+                        if credentials is None or credentials[0] is not principal:
+                            credentials = self._credentials(principal)
+                        scope["auth"] = credentials[1]
+                        token = request_var.set(
+                            (principal, self.authenticator, peer, scope["method"], path)
+                        )
+                        try:
+                            await self.app(scope, receive, send)
+                        except AuthError as error:  # from a route dependency downstream
+                            await _refuse_downstream(scope, send, error)
+                        finally:
+                            request_var.reset(token)
+                        return
+        await self._general(scope, receive, send)
+
+    def _credentials(self, principal: Principal) -> tuple[Principal, ScopeCredentials]:
+        # One read-only credentials object per principal, i.e. per record version (keyed by
+        # identity; the entry holds the principal, so its id cannot be reused while cached).
+        cached = self._credentials_cache.get(id(principal))
+        if cached is not None and cached[0] is principal:
+            return cached
+        cached = (principal, ScopeCredentials(principal.scopes))
+        if len(self._credentials_cache) >= 4096:
+            self._credentials_cache.clear()
+        self._credentials_cache[id(principal)] = cached
+        return cached
+
+    async def _general(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
@@ -75,10 +164,9 @@ class ApiKeyMiddleware:
             await _refuse(scope, send, error)
             return
         scope["user"] = principal
-        scope["auth"] = AuthCredentials(list(principal.scopes))  # fresh: its list is mutable
-        context = RequestContext(principal, self.authenticator, client_ip, method, path)
-        token = request_var.set(context)
-        extra = principal.rate_limit.headers() if principal.rate_limit is not None else []
+        scope["auth"] = self._credentials(principal)[1]
+        token = request_var.set((principal, self.authenticator, client_ip, method, path))
+        extra = _raw(principal.rate_limit.headers()) if principal.rate_limit is not None else []
         started = False
 
         async def send_wrapper(message: Message) -> None:
@@ -86,10 +174,7 @@ class ApiKeyMiddleware:
             if message["type"] in ("http.response.start", "websocket.accept"):
                 started = True
                 if extra and message["type"] == "http.response.start":
-                    message["headers"] = [
-                        *message.get("headers", []),
-                        *_raw(extra),
-                    ]
+                    message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         try:
@@ -172,6 +257,16 @@ async def _refuse(scope: Scope, send: Send, error: AuthError) -> None:
         await send({"type": "websocket.http.response.body", "body": error.body()})
     else:
         await send({"type": "websocket.close", "code": 1008, "reason": error.code.value})
+
+
+async def _refuse_downstream(scope: Scope, send: Send, error: AuthError) -> None:
+    # The hot path does not wrap ``send`` to learn whether the response has started (that
+    # would cost every request); a server refuses a second response start, and then the
+    # original error goes on up, as it would have anyway.
+    try:
+        await _refuse(scope, send, error)
+    except Exception:
+        raise error from None
 
 
 def _error_response(error: AuthError) -> Response:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from werkzeug.wrappers import Request, Response
 
 from ._authenticator import Authenticator
-from ._context import RequestContext, request_var
+from ._context import request_var
 from ._errors import AuthError
 from ._guards import middleware_options, required_scopes, scope_guard
 from ._http import MAX_WIDGET_BODY, create_widget_session, session_created
@@ -82,7 +82,7 @@ class ApiKeyMiddleware:
         def start_with_headers(status: str, response_headers: Any, exc_info: Any = None) -> Any:
             return start_response(status, [*response_headers, *extra], exc_info)
 
-        token = request_var.set(RequestContext(principal, auth, client_ip, method, path))
+        token = request_var.set((principal, auth, client_ip, method, path))
         try:
             return self.app(environ, start_with_headers if extra else start_response)
         finally:

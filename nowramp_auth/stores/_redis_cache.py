@@ -7,12 +7,18 @@ with an invalidation is dropped, so a stale record is never cached after its inv
 
 Concurrent misses for one id collapse into one Redis lookup ("single flight"), for threads and
 for asyncio tasks alike.
+
+Found records live in a plain dict of ``(value, deadline)`` (insertion-ordered, the oldest
+dropped first when full), so :meth:`LocalCache.current` answers the request path's "is this
+still the record we hold?" with one dict lookup and one clock read, without the lock. Negative
+answers live in a cachetools ``TTLCache`` with its own, equal budget.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -48,7 +54,9 @@ class LocalCache(Generic[V]):
         if not 0 <= ttl <= 30:
             raise ValueError(f"cache TTL must be between 0 and 30 seconds, got {ttl}")
         self.enabled = ttl > 0
-        self._found: TTLCache[str, V] = TTLCache(maxsize, ttl or 1)
+        self._ttl = ttl
+        self._maxsize = maxsize
+        self._found: dict[str, tuple[V, float]] = {}
         self._absent: TTLCache[str, bool] = TTLCache(maxsize, ttl or 1)
         self._lock = threading.Lock()
         self._epoch = 0
@@ -57,12 +65,29 @@ class LocalCache(Generic[V]):
         self.accepting = True
         """False while cross-instance invalidation is down: serve entries, add none."""
 
+    def current(self, key: str) -> V | None:
+        """The cached record for ``key`` while it is fresh, else ``None``; no lock, no I/O.
+
+        Every invalidation removes the entry and every fill stores a new object, so callers
+        compare the answer by identity to learn whether a record they hold is still current.
+        """
+        entry = self._found.get(key)
+        if entry is not None and entry[1] > time.monotonic():
+            return entry[0]
+        return None
+
     def _lookup(self, key: str) -> object:
+        entry = self._found.get(key)
+        if entry is not None:
+            if entry[1] > time.monotonic():
+                return entry[0]
+            with self._lock:
+                if self._found.get(key) is entry:
+                    del self._found[key]
         with self._lock:
-            value = self._found.get(key, _MISSING)
-            if value is _MISSING and self._absent.get(key):
-                value = None
-            return value
+            if self._absent.get(key):
+                return None
+        return _MISSING
 
     def peek(self, key: str, default: object) -> object:
         """The cached value (``None`` for a cached "absent"), or ``default``; never loads."""
@@ -79,8 +104,11 @@ class LocalCache(Generic[V]):
                 return
             if value is None:
                 self._absent[key] = True
-            else:
-                self._found[key] = value
+                return
+            self._found.pop(key, None)
+            while len(self._found) >= self._maxsize:
+                del self._found[next(iter(self._found))]
+            self._found[key] = (value, time.monotonic() + self._ttl)
 
     def get(self, key: str, load: Callable[[], V | None]) -> V | None:
         """The cached value of ``key``, else ``load()`` (once for concurrent callers)."""

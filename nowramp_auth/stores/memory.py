@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from .._keys import digest_secret
+from .._keys import make_hasher
 from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
 from ._protocol import UPDATABLE_FIELDS, Usage, rotation_refused
 from ._sliding_log import SlidingLog
+from ._usage import UsageLog
 
 __all__ = ["MemoryKeyStore"]
 
@@ -34,10 +35,17 @@ class MemoryKeyStore:
 
     def __init__(self, *, pepper: bytes | str | None = None) -> None:
         self._pepper = pepper.encode() if isinstance(pepper, str) else pepper
+        self.hasher = make_hasher(self._pepper)
+        """The hash of the bytes of a presented key; its ``hexdigest()`` is :meth:`digest`."""
         self._lock = threading.Lock()
         self._keys: dict[str, StoredKey] = {}
+        self.current_key = self._keys.get
+        """The record held for a key id right now, without I/O (the fast path's version
+        check): every change stores a new object, so identity tells whether it changed."""
         self._sessions: dict[str, SessionRecord] = {}
-        self._usage: dict[str, list[Any]] = {}
+        self._usage = UsageLog(max_keys=10**9)
+        self.count_request = self._usage.count
+        """Count one request of a key at a time in epoch seconds (no lock, no I/O)."""
         self._limits: dict[str, SlidingLog] = {}
 
     def __repr__(self) -> str:
@@ -45,7 +53,7 @@ class MemoryKeyStore:
 
     def digest(self, token: str) -> str:
         """Digest of a plaintext key or token."""
-        return digest_secret(token, self._pepper)
+        return self.hasher(token.encode("ascii")).hexdigest()
 
     # -- keys -------------------------------------------------------------------------------
     def get_key(self, key_id: str) -> StoredKey | None:
@@ -186,16 +194,11 @@ class MemoryKeyStore:
 
     def record_usage(self, key_id: str, at: datetime) -> None:
         """Count one request (in memory, no I/O)."""
-        with self._lock:
-            usage = self._usage.get(key_id)
-            if usage is None:
-                self._usage[key_id] = [1, at]
-            else:
-                usage[0] += 1
-                if usage[1] is None or at > usage[1]:
-                    usage[1] = at
+        self.count_request(key_id, at.timestamp())
 
     def get_usage(self, key_ids: Iterable[str]) -> dict[str, Usage]:
         """Usage of the given keys."""
-        with self._lock:
-            return {k: (u[0], u[1]) for k in key_ids if (u := self._usage.get(k)) is not None}
+        return {
+            key_id: (count, datetime.fromtimestamp(last, UTC))
+            for key_id, (count, last) in self._usage.totals(key_ids).items()
+        }

@@ -46,7 +46,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
-from .._keys import digest_secret
+from .._clock import from_epoch_us
+from .._keys import make_hasher
 from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
 from . import _redis_scripts as scripts
 from ._errors import StoreUnavailable
@@ -59,9 +60,9 @@ from ._redis_codec import (
     encode_changes,
     encode_key,
     encode_session,
-    from_us,
     to_us,
 )
+from ._usage import UsageLog
 
 __all__ = ["RedisKeyStore"]
 
@@ -149,8 +150,13 @@ class RedisKeyStore:
         self._url = url
         self._cluster = cluster
         self._pepper = pepper.encode() if isinstance(pepper, str) else pepper
+        self.hasher = make_hasher(self._pepper)
+        """The hash of the bytes of a presented key; its ``hexdigest()`` is :meth:`digest`."""
         self.names = KeyNames(namespace)
         self.keys_cache: LocalCache[StoredKey] = LocalCache(cache_size, cache_ttl)
+        self.current_key = self.keys_cache.current
+        """The cached record of a key id while it is fresh, without I/O (the fast path's
+        version check); ``None`` when the cache cannot vouch for one."""
         self.sessions_cache: LocalCache[SessionRecord] = LocalCache(cache_size, cache_ttl)
         self._options: dict[str, Any] = {
             "decode_responses": True,
@@ -168,9 +174,10 @@ class RedisKeyStore:
         """Set while the invalidation listener is subscribed (tests wait on it)."""
         self._listener: threading.Thread | None = None
         self._flusher: threading.Thread | None = None
-        self._usage: dict[str, list[Any]] = {}
-        self._usage_lock = threading.Lock()
-        self.usage_dropped = 0
+        self._usage = UsageLog(max_keys=_MAX_USAGE_BUFFER)
+        self.count_request = self._usage.count
+        """Count one request of a key at a time in epoch seconds (no lock, no I/O); a
+        background thread writes the counts behind to Redis."""
         if invalidation:
             self.keys_cache.accepting = self.sessions_cache.accepting = False
         atexit.register(_close_at_exit, weakref.ref(self))
@@ -181,8 +188,7 @@ class RedisKeyStore:
     def _after_fork(self) -> None:
         # Threads do not survive fork (e.g. gunicorn --preload): start fresh in the child.
         self._lock = threading.Lock()
-        self._usage_lock = threading.Lock()
-        self._usage = {}
+        self._usage.reset()
         self._listener = None
         self._flusher = None
         self._async = {}
@@ -205,7 +211,7 @@ class RedisKeyStore:
 
     def digest(self, token: str) -> str:
         """Digest of a plaintext key or token."""
-        return digest_secret(token, self._pepper)
+        return self.hasher(token.encode("ascii")).hexdigest()
 
     # -- clients ------------------------------------------------------------------------------
     def _make_sync(self) -> Any:
@@ -475,24 +481,19 @@ class RedisKeyStore:
         return decode_session(_as_dict(result))
 
     # -- usage (write behind) -------------------------------------------------------------------
+    @property
+    def usage_dropped(self) -> int:
+        """Counts lost because too many distinct keys were waiting to be written."""
+        return self._usage.dropped
+
     def record_usage(self, key_id: str, at: datetime) -> None:
         """Count one request in memory; a background thread writes counts to Redis."""
-        with self._usage_lock:
-            usage = self._usage.get(key_id)
-            if usage is not None:
-                usage[0] += 1
-                usage[1] = max(usage[1], at)
-            elif len(self._usage) < _MAX_USAGE_BUFFER:
-                self._usage[key_id] = [1, at]
-            else:
-                self.usage_dropped += 1
-        if self._flusher is None:
-            self._start_flusher()
+        self._start_listener()
+        self.count_request(key_id, at.timestamp())
 
     def flush_usage(self) -> None:
         """Write buffered usage to Redis now (kept for a later try when Redis is down)."""
-        with self._usage_lock:
-            batch, self._usage = self._usage, {}
+        batch = self._usage.take()
         if not batch:
             return
         try:
@@ -500,15 +501,11 @@ class RedisKeyStore:
                 pipe = self._client().pipeline(transaction=False)
                 for key_id, (count, last) in batch.items():
                     name = self.names.usage(key_id)
-                    pipe.hincrby(name, "count", count)
-                    pipe.hset(name, "last", to_us(last))
+                    pipe.hincrby(name, "count", int(count))
+                    pipe.hset(name, "last", str(round(last * 1_000_000)))
                 pipe.execute()
         except StoreUnavailable:
-            with self._usage_lock:
-                for key_id, (count, last) in batch.items():
-                    usage = self._usage.setdefault(key_id, [0, last])
-                    usage[0] += count
-                    usage[1] = max(usage[1], last)
+            self._usage.give_back(batch)
 
     def get_usage(self, key_ids: Iterable[str]) -> dict[str, Usage]:
         """Usage of the given keys: Redis' counts plus this process' unflushed ones."""
@@ -520,26 +517,17 @@ class RedisKeyStore:
             for key_id in ids:
                 pipe.hmget(self.names.usage(key_id), "count", "last")
             rows = pipe.execute()
-        with self._usage_lock:
-            pending = {k: (v[0], v[1]) for k, v in self._usage.items()}
+        pending = self._usage.totals(ids)
         result: dict[str, Usage] = {}
         for key_id, (count, last) in zip(ids, rows, strict=True):
             total = int(count or 0)
-            last_at = from_us(last) if last else None
+            last_us = int(last) if last else None
             if key_id in pending:
                 total += pending[key_id][0]
-                last_at = max(filter(None, (last_at, pending[key_id][1])), default=None)
-            if total or last_at:
-                result[key_id] = (total, last_at)
+                last_us = max(last_us or 0, round(pending[key_id][1] * 1_000_000))
+            if total or last_us:
+                result[key_id] = (total, from_epoch_us(last_us) if last_us else None)
         return result
-
-    def _start_flusher(self) -> None:
-        with self._lock:
-            if self._flusher is None and not self._closing.is_set():
-                self._flusher = threading.Thread(
-                    target=self._flush_loop, name="nowramp-usage", daemon=True
-                )
-                self._flusher.start()
 
     def _flush_loop(self) -> None:
         while not self._closing.wait(self._flush_interval):
@@ -550,14 +538,23 @@ class RedisKeyStore:
 
     # -- invalidation -------------------------------------------------------------------------
     def _start_listener(self) -> None:
-        if self._listener is not None or not self._invalidation:
+        # The background threads: invalidation listener and usage write-behind. Started by
+        # the first request-path call (not at construction, so a forked child starts its own).
+        if self._flusher is not None and (self._listener is not None or not self._invalidation):
             return
         with self._lock:
-            if self._listener is None and not self._closing.is_set():
+            if self._closing.is_set():
+                return
+            if self._listener is None and self._invalidation:
                 self._listener = threading.Thread(
                     target=self._listen_loop, name="nowramp-invalidation", daemon=True
                 )
                 self._listener.start()
+            if self._flusher is None:
+                self._flusher = threading.Thread(
+                    target=self._flush_loop, name="nowramp-usage", daemon=True
+                )
+                self._flusher.start()
 
     def _pubsub_nodes(self) -> list[Any]:
         if not self._cluster:

@@ -1,0 +1,142 @@
+"""The verified-credential fast path: the accepted request of a key already verified in full.
+
+Per-request budget of a hit (this runs on nearly every request of a busy API)::
+
+    one digest of the presented bytes        (SHA-256, or HMAC-SHA256 with the pepper)
+    one dict lookup by that digest
+    one identity check: the store still holds that very record (no I/O, no lock)
+    one constant-time compare of the digests
+    one clock read and one float compare     (expiry)
+    one dict lookup of the peer address      (only for keys with an allowlist)
+    one usage count                          (a locked in-memory counter)
+
+No generator, no ``datetime``, no exception and no allocation: everything else was computed
+once per record version, when the general flow accepted the key and :meth:`remember` was
+called. Anything unusual (a key never seen, a changed record, a cache that cannot vouch for
+freshness, an expired key, an address outside the allowlist, a rate limit, audited successes)
+answers ``None`` and the caller takes the general flow, which decides, audits and raises.
+
+Security model: entries are keyed by the digest of the presented key, never by the plaintext,
+and are made only after the general flow accepted the key (digest compared in constant time,
+not revoked, not expired). A hit still compares the digest with the record's own in constant
+time. An entry serves only while the store's no-I/O ``current_key(key_id)`` returns the very
+object the entry was made from: stores replace the object on every change (revocation,
+rotation, update, a Redis invalidation or cache expiry), so the next request after a change
+takes the general flow. Expiry is compared on every hit, on the authenticator's clock.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Collection
+from hmac import compare_digest
+from typing import NamedTuple
+
+from ._client_ip import NetworkSet, parse_ip
+from ._keys import Digest
+from ._models import Principal, StoredKey
+
+__all__ = ["DEFAULT_MAX_ENTRIES", "VerifiedKeys"]
+
+DEFAULT_MAX_ENTRIES = 10_000
+_MAX_PEERS = 256
+_NEVER = math.inf
+# Float seconds are not exact to the microsecond, so the fast path stops serving a key this
+# long before its expiry and leaves the last moment to the general flow's exact comparison.
+_EXPIRY_MARGIN = 0.001
+
+CurrentKey = Callable[[str], StoredKey | None]
+
+
+class _Entry(NamedTuple):
+    stored: StoredKey  # the record version this entry was made from (compared by identity)
+    principal: Principal
+    key_id: str
+    expires: float  # seconds since the epoch, a little early (see _EXPIRY_MARGIN); or inf
+    allowlist: NetworkSet | None  # None: any address
+    peers: dict[str | None, bool]  # the allowlist's answer per peer address, memoised
+
+
+class VerifiedKeys:
+    """Keys accepted by the general flow, by digest, for the fast path of later requests.
+
+    Parameters:
+        hasher: bytes of a presented key to its hash object (the store's ``hasher``).
+        current_key: the store's no-I/O ``current_key``.
+        now: the clock, in seconds since the epoch.
+        count_request: the store's no-I/O usage counter, ``(key_id, at)`` in epoch seconds.
+        max_entries: bound on remembered keys (the oldest is dropped first).
+    """
+
+    __slots__ = ("_count", "_current", "_entries", "_hasher", "_lock", "_max", "_now")
+
+    def __init__(
+        self,
+        hasher: Callable[[bytes], Digest],
+        current_key: CurrentKey,
+        now: Callable[[], float],
+        count_request: Callable[[str, float], None],
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+    ) -> None:
+        self._hasher = hasher
+        self._current = current_key
+        self._now = now
+        self._count = count_request
+        self._max = max_entries
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+
+    def accept(
+        self, api_key: bytes, peer: str | None, required: Collection[str] = ()
+    ) -> Principal | None:
+        """The principal of a previously verified key that still passes every check from
+        ``peer`` (the client address: callers pass the peer only when no forwarding header
+        can change it) and holds ``required``, counting the request; ``None`` means: take
+        the general flow."""
+        digest = self._hasher(api_key).hexdigest()
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        stored, principal, key_id, expires, allowlist, peers = entry
+        if self._current(key_id) is not stored or not compare_digest(stored.digest, digest):
+            return None
+        now = self._now()
+        if now >= expires:
+            return None
+        if allowlist is not None:
+            allowed = peers.get(peer)
+            if allowed is None:
+                allowed = self._allowed(peers, allowlist, peer)
+            if not allowed:
+                return None
+        if required and not principal.scopes.issuperset(required):
+            return None
+        self._count(key_id, now)
+        return principal
+
+    @staticmethod
+    def _allowed(peers: dict[str | None, bool], allowlist: NetworkSet, peer: str | None) -> bool:
+        allowed = parse_ip(peer) in allowlist
+        if len(peers) < _MAX_PEERS:
+            peers[peer] = allowed
+        return allowed
+
+    def remember(
+        self, digest: str, stored: StoredKey, principal: Principal, allowlist: NetworkSet
+    ) -> None:
+        """Note a key the general flow has just accepted (not revoked, digest matched)."""
+        record = stored.record
+        expires = (
+            _NEVER if record.expires_at is None else record.expires_at.timestamp() - _EXPIRY_MARGIN
+        )
+        entry = _Entry(stored, principal, record.id, expires, allowlist or None, {})
+        with self._lock:
+            entries = self._entries
+            entries.pop(digest, None)
+            while len(entries) >= self._max:
+                del entries[next(iter(entries))]
+            entries[digest] = entry
+
+    def __len__(self) -> int:
+        return len(self._entries)
