@@ -524,17 +524,19 @@ class Authenticator:
             )
 
 
+_FAST_PATH_HOOKS = ("hasher", "current_key", "usage_cell", "fold_usage")
+
+
 def _verified_keys(
     store: KeyStore, clock: Clock | None, audit_successes: bool
 ) -> VerifiedKeys | None:
     # The fast path needs the store's no-I/O hooks; a store without them (or audited
     # successes, which the general flow emits) always takes the general flow.
-    hasher = getattr(store, "hasher", None)
-    current = getattr(store, "current_key", None)
-    count = getattr(store, "count_request", None)
-    if audit_successes or not (callable(hasher) and callable(current) and callable(count)):
+    hooks: list[Any] = [getattr(store, name, None) for name in _FAST_PATH_HOOKS]
+    if audit_successes or not all(callable(hook) for hook in hooks):
         return None
-    return VerifiedKeys(hasher, current, seconds_clock(clock), count)
+    hasher, current, cell, fold = hooks
+    return VerifiedKeys(hasher, current, seconds_clock(clock), cell, fold)
 
 
 def _general_flow_only(*_args: object) -> None:

@@ -8,7 +8,7 @@ Per-request budget of a hit (this runs on nearly every request of a busy API)::
     one constant-time compare of the digests
     one clock read and one float compare     (expiry)
     one dict lookup of the peer address      (only for keys with an allowlist)
-    one usage count                          (a locked in-memory counter)
+    one list append (and a length check)     (usage, folded into totals in batches)
 
 No generator, no ``datetime``, no exception and no allocation: everything else was computed
 once per record version, when the general flow accepted the key and :meth:`remember` was
@@ -36,6 +36,7 @@ from typing import NamedTuple
 from ._client_ip import NetworkSet, parse_ip
 from ._keys import Digest
 from ._models import Principal, StoredKey
+from .stores._usage import FOLD_AT
 
 __all__ = ["DEFAULT_MAX_ENTRIES", "VerifiedKeys"]
 
@@ -56,6 +57,7 @@ class _Entry(NamedTuple):
     expires: float  # seconds since the epoch, a little early (see _EXPIRY_MARGIN); or inf
     allowlist: NetworkSet | None  # None: any address
     peers: dict[str | None, bool]  # the allowlist's answer per peer address, memoised
+    usage: list[float]  # the store's usage cell of this key (times of requests)
 
 
 class VerifiedKeys:
@@ -65,30 +67,38 @@ class VerifiedKeys:
         hasher: bytes of a presented key to its hash object (the store's ``hasher``).
         current_key: the store's no-I/O ``current_key``.
         now: the clock, in seconds since the epoch.
-        count_request: the store's no-I/O usage counter, ``(key_id, at)`` in epoch seconds.
+        usage_cell: the store's ``usage_cell``: a key id's list of request times, appended to
+            without a lock (see :mod:`nowramp_auth.stores._usage`).
+        fold_usage: the store's ``fold_usage``, called when a cell grows past ``FOLD_AT``.
         max_entries: bound on remembered keys (the oldest is dropped first).
     """
 
-    __slots__ = ("_count", "_current", "_entries", "_hasher", "_lock", "_max", "_now")
+    __slots__ = ("_cell", "_current", "_entries", "_fold", "_hasher", "_lock", "_max", "_now")
 
     def __init__(
         self,
         hasher: Callable[[bytes], Digest],
         current_key: CurrentKey,
         now: Callable[[], float],
-        count_request: Callable[[str, float], None],
+        usage_cell: Callable[[str], list[float]],
+        fold_usage: Callable[[str, list[float]], None],
         max_entries: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
         self._hasher = hasher
         self._current = current_key
         self._now = now
-        self._count = count_request
+        self._cell = usage_cell
+        self._fold = fold_usage
         self._max = max_entries
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
 
     def accept(
-        self, api_key: bytes, peer: str | None, required: Collection[str] = ()
+        self,
+        api_key: bytes,
+        peer: str | None,
+        required: Collection[str] = (),
+        _fold_at: int = FOLD_AT,
     ) -> Principal | None:
         """The principal of a previously verified key that still passes every check from
         ``peer`` (the client address: callers pass the peer only when no forwarding header
@@ -98,7 +108,7 @@ class VerifiedKeys:
         entry = self._entries.get(digest)
         if entry is None:
             return None
-        stored, principal, key_id, expires, allowlist, peers = entry
+        stored, principal, key_id, expires, allowlist, peers, usage = entry
         if self._current(key_id) is not stored or not compare_digest(stored.digest, digest):
             return None
         now = self._now()
@@ -112,7 +122,9 @@ class VerifiedKeys:
                 return None
         if required and not principal.scopes.issuperset(required):
             return None
-        self._count(key_id, now)
+        usage.append(now)
+        if len(usage) > _fold_at:
+            self._fold(key_id, usage)
         return principal
 
     @staticmethod
@@ -130,7 +142,8 @@ class VerifiedKeys:
         expires = (
             _NEVER if record.expires_at is None else record.expires_at.timestamp() - _EXPIRY_MARGIN
         )
-        entry = _Entry(stored, principal, record.id, expires, allowlist or None, {})
+        usage = self._cell(record.id)
+        entry = _Entry(stored, principal, record.id, expires, allowlist or None, {}, usage)
         with self._lock:
             entries = self._entries
             entries.pop(digest, None)

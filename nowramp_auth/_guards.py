@@ -48,7 +48,8 @@ def scope_guard(
 
         @functools.wraps(endpoint)
         async def async_guarded(*args: Any, **kwargs: Any) -> Any:
-            kwargs.pop(drop, None)
+            if kwargs:
+                kwargs.pop(drop, None)
             context = get_context()
             if context is not None and required <= context[0].scopes:
                 return await endpoint(*args, **kwargs)
@@ -58,7 +59,8 @@ def scope_guard(
 
     @functools.wraps(endpoint)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        kwargs.pop(drop, None)
+        if kwargs:
+            kwargs.pop(drop, None)
         context = get_context()
         if context is not None and required <= context[0].scopes:
             return endpoint(*args, **kwargs)

@@ -80,7 +80,9 @@ class ApiKeyMiddleware:
             general.add(widget_sessions_path)
         self._general_paths = frozenset(general)
         self._general_prefixes = self.public_paths.prefixes
-        self._forwarded_header = b"x-forwarded-for" if authenticator.trusted_proxies else None
+        # Behind trusted proxies X-Forwarded-For can change the client, so its presence sends
+        # a request to the general path; otherwise it is ignored (b"" matches no header name).
+        self._forwarded_header = b"x-forwarded-for" if authenticator.trusted_proxies else b""
         self._accept = authenticator.accept_verified
         self._credentials_cache: dict[int, tuple[Principal, ScopeCredentials]] = {}
 

@@ -1,81 +1,93 @@
 """Per-key usage (request count, last use), counted on the request path without a lock.
 
-Counting must never block a request, and under load it runs on every accepted request, so
-the request path only appends ``(key_id, time)`` to a deque (atomic in CPython, no lock).
-Readers fold the pending entries into per-key totals under a lock; the request path folds
-too once more than ``fold_at`` entries are pending, so memory stays bounded however long
-nobody reads. Nothing counted is lost: folding takes entries one by one with ``popleft``,
-which is atomic as well, so appends racing with a fold land in this fold or the next.
+Counting runs on every accepted request, so it must cost next to nothing and never block.
+Each key has a *cell*: a list to which the request path appends the request's time (one
+``list.append``, atomic in CPython: no lock). Readers, and the request path once a cell holds
+more than ``FOLD_AT`` times, fold a cell into the key's totals under a lock: they take the
+first ``n`` items and delete exactly those, so times appended meanwhile stay for the next
+fold. Nothing counted is lost, and memory stays bounded: one cell per key counted in this
+process (only keys that passed authentication are counted), each at most ``FOLD_AT`` long.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Iterable
 
-__all__ = ["UsageLog"]
+__all__ = ["FOLD_AT", "UsageLog"]
 
-Totals = dict[str, list[float]]  # key id -> [count, last use (epoch seconds)]
+FOLD_AT = 1024
+Totals = dict[str, tuple[int, float]]  # key id -> (count, last use in epoch seconds)
 
 
 class UsageLog:
-    """Request counts and last-use times per key.
+    """Request counts and last-use times per key."""
 
-    Parameters:
-        max_keys: keys kept in the totals; counts for further keys are dropped (and counted
-            in :attr:`dropped`) until the totals are taken.
-        fold_at: pending entries that make the request path fold them.
-    """
+    __slots__ = ("_cells", "_lock", "_totals")
 
-    __slots__ = ("_append", "_fold_at", "_lock", "_max_keys", "_pending", "_totals", "dropped")
-
-    def __init__(self, *, max_keys: int = 100_000, fold_at: int = 4096) -> None:
-        self._pending: deque[tuple[str, float]] = deque()
-        self._append = self._pending.append
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._totals: Totals = {}
-        self._max_keys = max_keys
-        self._fold_at = fold_at
-        self.dropped = 0
-        """Counts lost because ``max_keys`` distinct keys were already pending."""
+        self._cells: dict[str, list[float]] = {}
+        self._totals: dict[str, list[float]] = {}
+
+    def cell(self, key_id: str) -> list[float]:
+        """The list the request path appends a request's time (epoch seconds) to; call
+        :meth:`fold` when it holds more than ``FOLD_AT`` items."""
+        cell = self._cells.get(key_id)
+        if cell is None:
+            with self._lock:
+                cell = self._cells.setdefault(key_id, [])
+        return cell
 
     def count(self, key_id: str, at: float) -> None:
-        """Count one request of ``key_id`` at ``at`` (epoch seconds). No lock, no I/O."""
-        self._append((key_id, at))
-        if len(self._pending) > self._fold_at:
-            self._fold()
+        """Count one request of ``key_id`` at ``at`` (epoch seconds). No I/O."""
+        cell = self._cells.get(key_id) or self.cell(key_id)
+        cell.append(at)
+        if len(cell) > FOLD_AT:
+            self.fold(key_id, cell)
 
-    def _fold(self) -> None:
-        pending, totals = self._pending, self._totals
+    def fold(self, key_id: str, cell: list[float]) -> None:
+        """Move the times in ``cell`` into the totals of ``key_id``."""
         with self._lock:
-            while pending:
-                try:
-                    key_id, at = pending.popleft()
-                except IndexError:  # emptied by a concurrent fold
-                    break
-                usage = totals.get(key_id)
-                if usage is not None:
-                    usage[0] += 1
-                    if at > usage[1]:
-                        usage[1] = at
-                elif len(totals) < self._max_keys:
-                    totals[key_id] = [1, at]
-                else:
-                    self.dropped += 1
+            self._fold(key_id, cell)
 
-    def totals(self, key_ids: Iterable[str]) -> dict[str, tuple[int, float]]:
+    def _fold(self, key_id: str, cell: list[float]) -> None:
+        n = len(cell)
+        if not n:
+            return
+        last = max(cell[:n])
+        del cell[:n]
+        usage = self._totals.get(key_id)
+        if usage is None:
+            self._totals[key_id] = [n, last]
+        else:
+            usage[0] += n
+            if last > usage[1]:
+                usage[1] = last
+
+    def _fold_all(self) -> None:
+        for key_id, cell in list(self._cells.items()):
+            self._fold(key_id, cell)
+
+    def totals(self, key_ids: Iterable[str]) -> Totals:
         """``(count, last use)`` of the given keys that were counted."""
-        self._fold()
         with self._lock:
-            return {k: (int(u[0]), u[1]) for k in key_ids if (u := self._totals.get(k)) is not None}
+            result: Totals = {}
+            for key_id in key_ids:
+                cell = self._cells.get(key_id)
+                if cell is not None:
+                    self._fold(key_id, cell)
+                usage = self._totals.get(key_id)
+                if usage is not None:
+                    result[key_id] = (int(usage[0]), usage[1])
+            return result
 
     def take(self) -> Totals:
         """Every total, removed (for a write-behind flush; see :meth:`give_back`)."""
-        self._fold()
         with self._lock:
+            self._fold_all()
             taken, self._totals = self._totals, {}
-        return taken
+        return {key_id: (int(count), last) for key_id, (count, last) in taken.items()}
 
     def give_back(self, taken: Totals) -> None:
         """Merge totals back after a failed flush, so nothing is lost."""
@@ -86,7 +98,9 @@ class UsageLog:
                 usage[1] = max(usage[1], last)
 
     def reset(self) -> None:
-        """Forget everything (a forked child starts with its own counts)."""
+        """Forget every count (a forked child counts its own). Cells stay the same objects:
+        whoever holds one keeps counting into this log."""
         self._lock = threading.Lock()
-        self._pending.clear()
+        for cell in self._cells.values():
+            cell.clear()
         self._totals = {}

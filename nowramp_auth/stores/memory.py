@@ -43,9 +43,11 @@ class MemoryKeyStore:
         """The record held for a key id right now, without I/O (the fast path's version
         check): every change stores a new object, so identity tells whether it changed."""
         self._sessions: dict[str, SessionRecord] = {}
-        self._usage = UsageLog(max_keys=10**9)
+        self._usage = UsageLog()
         self.count_request = self._usage.count
         """Count one request of a key at a time in epoch seconds (no lock, no I/O)."""
+        self.usage_cell = self._usage.cell
+        self.fold_usage = self._usage.fold
         self._limits: dict[str, SlidingLog] = {}
 
     def __repr__(self) -> str:

@@ -73,7 +73,6 @@ DEFAULT_CACHE_SIZE = 10_000
 DEFAULT_SOCKET_TIMEOUT = 0.5
 DEFAULT_CONNECT_TIMEOUT = 0.25
 DEFAULT_USAGE_FLUSH_INTERVAL = 1.0
-_MAX_USAGE_BUFFER = 100_000
 
 
 @contextlib.contextmanager
@@ -174,10 +173,12 @@ class RedisKeyStore:
         """Set while the invalidation listener is subscribed (tests wait on it)."""
         self._listener: threading.Thread | None = None
         self._flusher: threading.Thread | None = None
-        self._usage = UsageLog(max_keys=_MAX_USAGE_BUFFER)
+        self._usage = UsageLog()
         self.count_request = self._usage.count
         """Count one request of a key at a time in epoch seconds (no lock, no I/O); a
         background thread writes the counts behind to Redis."""
+        self.usage_cell = self._usage.cell
+        self.fold_usage = self._usage.fold
         if invalidation:
             self.keys_cache.accepting = self.sessions_cache.accepting = False
         atexit.register(_close_at_exit, weakref.ref(self))
@@ -481,11 +482,6 @@ class RedisKeyStore:
         return decode_session(_as_dict(result))
 
     # -- usage (write behind) -------------------------------------------------------------------
-    @property
-    def usage_dropped(self) -> int:
-        """Counts lost because too many distinct keys were waiting to be written."""
-        return self._usage.dropped
-
     def record_usage(self, key_id: str, at: datetime) -> None:
         """Count one request in memory; a background thread writes counts to Redis."""
         self._start_listener()
