@@ -11,7 +11,7 @@ import redis
 
 from nowramp_auth import Authenticator, AuthError, KeyManager, RateLimit, RedisKeyStore
 
-SCRIPT_INNER = {"time", "zremrangebyscore", "zcard", "zadd", "pexpire", "zrange"}
+SCRIPT_INNER = {"time", "exists", "zremrangebyscore", "zcard", "zadd", "pexpire", "zrange"}
 NOISE = {"info", "client|setinfo", "client", "ping", "hello", "subscribe"}
 
 

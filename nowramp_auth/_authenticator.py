@@ -323,15 +323,17 @@ class Authenticator:
             error.key_id = parsed.key_id  # public, and what the caller sent: for the audit log
             raise
         limit = stored.record.rate_limit if stored is not None else None
-        if limit is not None:
-            principal = yield from self._limit(principal, limit, now)
+        if limit is not None and stored is not None:
+            principal = yield from self._limit(principal, stored.record.lineage, limit, now)
         elif self._verified is not None and stored is not None:
             self._verified.remember(digest, stored, principal, derived(stored.record)[1])
         self.store.record_usage(principal.key_id, now)
         return principal, stored
 
-    def _limit(self, principal: Principal, limit: RateLimit, now: datetime) -> Flow[Principal]:
-        status: RateLimitStatus = yield ("hit_rate_limit", (principal.key_id, limit, now))
+    def _limit(
+        self, principal: Principal, lineage: str, limit: RateLimit, now: datetime
+    ) -> Flow[Principal]:
+        status: RateLimitStatus = yield ("hit_rate_limit", (lineage, limit, now))
         if not status.allowed:
             raise AuthError(
                 ErrorCode.RATE_LIMITED,
@@ -353,8 +355,8 @@ class Authenticator:
         now = self._now()
         principal = decide_session(session, parent.record if parent else None, now, required)
         limit = parent.record.rate_limit if parent is not None else None
-        if limit is not None:
-            principal = yield from self._limit(principal, limit, now)
+        if limit is not None and parent is not None:
+            principal = yield from self._limit(principal, parent.record.lineage, limit, now)
         self.store.record_usage(principal.key_id, now)
         return principal, parent
 

@@ -101,6 +101,14 @@ class KeyRecord:
     rotated_to: str | None = None
     last_used_at: datetime | None = None
     request_count: int = 0
+    lineage_id: str | None = None
+    """The id of the first key of this key's rotation lineage (``None``: this key is the
+    first). A key and its successors share one rate-limit budget."""
+
+    @property
+    def lineage(self) -> str:
+        """The id the lineage's shared state (its rate-limit budget) is kept under."""
+        return self.lineage_id or self.id
 
     def status(self, now: datetime) -> str:
         """``"revoked"``, ``"expired"``, ``"rotated"`` (in grace) or ``"active"`` at ``now``."""
@@ -136,6 +144,7 @@ class KeyRecord:
             "revoked_at": _iso(self.revoked_at),
             "rotated_from": self.rotated_from,
             "rotated_to": self.rotated_to,
+            "lineage_id": self.lineage,
             "last_used_at": _iso(self.last_used_at),
             "request_count": self.request_count,
         }

@@ -97,7 +97,7 @@ def test_lowering_a_limit_takes_effect(clock):
     for _ in range(5):
         kit.authenticator.authenticate(issued.secret)
     kit.manager.update(issued.key.id, rate_limit=RateLimit(2, timedelta(seconds=60)))
-    kit.authenticator.authenticate(issued.secret)
-    kit.authenticator.authenticate(issued.secret)
-    with pytest.raises(AuthError):
+    # The 5 requests already counted stay counted: the lower limit refuses at once.
+    with pytest.raises(AuthError) as refused:
         kit.authenticator.authenticate(issued.secret)
+    assert refused.value.code is ErrorCode.RATE_LIMITED

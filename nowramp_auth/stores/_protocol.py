@@ -95,8 +95,9 @@ class KeyStore(Protocol):
     def revoke_session(self, session_id: str, at: datetime) -> SessionRecord | None:
         """Mark a session revoked; ``None`` when unknown."""
 
-    def hit_rate_limit(self, key_id: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
-        """Count one request against ``limit`` if it fits; say whether it did."""
+    def hit_rate_limit(self, lineage: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
+        """Count one request against ``limit`` if it fits; say whether it did. ``lineage``
+        (``KeyRecord.lineage``) names the budget a key shares with its rotated successors."""
 
     def record_usage(self, key_id: str, at: datetime) -> None:
         """Note one authenticated request. Must not block on I/O (write behind)."""
@@ -119,6 +120,6 @@ class AsyncRequestStore(Protocol):
         """Async twin of :meth:`KeyStore.insert_session`."""
 
     async def hit_rate_limit_async(
-        self, key_id: str, limit: RateLimit, now: datetime
+        self, lineage: str, limit: RateLimit, now: datetime
     ) -> RateLimitStatus:
         """Async twin of :meth:`KeyStore.hit_rate_limit`."""

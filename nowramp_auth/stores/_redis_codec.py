@@ -59,9 +59,13 @@ class KeyNames:
         """The hash of a widget session."""
         return f"{self.ns}:sess:{{{key_family(session_id)}}}:{session_id}"
 
-    def rate_log(self, key_id: str) -> str:
-        """The sorted set of a key's recent accepted requests."""
-        return f"{self.ns}:rl:{{{key_family(key_id)}}}:{key_id}"
+    def rate_log(self, lineage: str) -> str:
+        """The sorted set of a key lineage's recent accepted requests (exact limits)."""
+        return f"{self.ns}:rl:{{{key_family(lineage)}}}:{lineage}"
+
+    def rate_counts(self, lineage: str) -> str:
+        """The hash of a key lineage's counts per sub-window (large limits)."""
+        return f"{self.ns}:rlc:{{{key_family(lineage)}}}:{lineage}"
 
     def usage(self, key_id: str) -> str:
         """The hash of a key's usage counters."""
@@ -93,6 +97,7 @@ def encode_key(stored: StoredKey) -> dict[str, str]:
         "meta": json.dumps(dict(r.metadata), sort_keys=True),
         "from": r.rotated_from,
         "to": r.rotated_to,
+        "lineage": r.lineage_id,
         "digest": stored.digest,
         **_encode_rate_limit(r.rate_limit),
     }
@@ -157,6 +162,7 @@ def decode_key(fields: dict[str, str]) -> StoredKey | None:
         rate_limit=rate_limit,
         rotated_from=fields.get("from"),
         rotated_to=fields.get("to"),
+        lineage_id=fields.get("lineage"),
     )
     return StoredKey(record, fields["digest"])
 

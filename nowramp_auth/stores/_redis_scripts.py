@@ -7,7 +7,14 @@ Return values: a status string, or the record's fields as a flat list.
 
 from __future__ import annotations
 
-__all__ = ["INSERT", "INSERT_SESSION", "RATE_LIMIT", "REVOKE", "ROTATE", "UPDATE"]
+__all__ = [
+    "INSERT",
+    "INSERT_SESSION",
+    "RATE_LIMIT",
+    "REVOKE",
+    "ROTATE",
+    "UPDATE",
+]
 
 # KEYS[1]=record  ARGV[1]=channel ARGV[2]=id, then field/value pairs
 INSERT = """
@@ -47,9 +54,10 @@ if f[2] and tonumber(f[2]) <= now then return 'expired' end
 if f[3] then return 'rotated:' .. f[3] end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'exists' end
 local old = redis.call('HGETALL', KEYS[1])
-local skip = {id=1, created=1, revoked=1, hint=1, from=1, to=1, digest=1}
+local lineage = redis.call('HGET', KEYS[1], 'lineage') or ARGV[2]
+local skip = {id=1, created=1, revoked=1, hint=1, from=1, to=1, digest=1, lineage=1}
 local new = {'id', ARGV[3], 'created', ARGV[6], 'hint', ARGV[5], 'digest', ARGV[4],
-             'from', ARGV[2]}
+             'from', ARGV[2], 'lineage', lineage}
 for i = 1, #old, 2 do
   if not skip[old[i]] then
     new[#new + 1] = old[i]
@@ -72,22 +80,103 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 'ok'
 """
 
-# Sliding log on Redis' own clock, so every instance shares one time line.
-# KEYS[1]=log  ARGV[1]=limit ARGV[2]=window ms ARGV[3]=unique member
+# One rate-limit step on Redis' own clock, so every instance shares one time line. The state
+# of a key lineage's budget is one of two structures (both under the lineage's hash tag):
+# * ARGV[4] == 0 (limits up to EXACT_LIMIT, see _sliding_log): an exact sliding log, a
+#   sorted set of accepted request times (KEYS[1]); never more than `limit` in any window.
+# * ARGV[4] == n > 0 (larger limits): counts per sub-window of ceil(window / n) ms, a hash
+#   (KEYS[2]) of at most n + 1 fields. The oldest sub-window the window touches counts in
+#   full, so a request may be refused up to one sub-window early, never accepted late.
+# A change of limit that moves between the two folds the old state into the new one, counting
+# every request the old one held (log -> counts exactly; counts -> log at the end of their
+# sub-window, i.e. conservatively), so the budget survives updates.
+# KEYS[1]=log KEYS[2]=counts  ARGV[1]=limit ARGV[2]=window ms ARGV[3]=unique member
+# ARGV[4]=sub-windows (0: exact log)
 # Returns {allowed (0/1), remaining, retry_after_ms, reset_ms}.
 RATE_LIMIT = """
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
+local n = tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-if count >= limit then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-  return {0, 0, tonumber(oldest[2]) + window - now, tonumber(newest[2]) + window - now}
+if n == 0 then
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    -- only the newest `limit` requests can matter to the decision: fold those
+    local width = tonumber(redis.call('HGET', KEYS[2], 'w') or '1')
+    local h = redis.call('HGETALL', KEYS[2])
+    local buckets = {}
+    for i = 1, #h, 2 do
+      if h[i] ~= 'w' then buckets[#buckets + 1] = {tonumber(h[i]), tonumber(h[i + 1])} end
+    end
+    table.sort(buckets, function(a, b) return a[1] > b[1] end)
+    local room = limit
+    for _, bucket in ipairs(buckets) do
+      local stamp = (bucket[1] + 1) * width - 1
+      for j = 1, math.min(bucket[2], room) do
+        redis.call('ZADD', KEYS[1], stamp, 'f' .. bucket[1] .. ':' .. j)
+      end
+      room = room - math.min(bucket[2], room)
+      if room == 0 then break end
+    end
+    redis.call('DEL', KEYS[2])
+    redis.call('PEXPIRE', KEYS[1], window + width)
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+  local count = redis.call('ZCARD', KEYS[1])
+  if count >= limit then
+    local oldest = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
+    local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+    return {0, 0, tonumber(oldest[2]) + window - now, tonumber(newest[2]) + window - now}
+  end
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return {1, limit - count - 1, 0, window}
 end
-redis.call('ZADD', KEYS[1], now, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], window)
+local width = math.ceil(window / n)
+local current = math.floor(now / width)
+local first = current - n
+local stored = tonumber(redis.call('HGET', KEYS[2], 'w') or width)
+if stored ~= width then
+  -- the window changed: keep the counts, each in the sub-window holding its end
+  local h = redis.call('HGETALL', KEYS[2])
+  redis.call('DEL', KEYS[2])
+  for i = 1, #h, 2 do
+    if h[i] ~= 'w' then
+      local b = math.floor(((tonumber(h[i]) + 1) * stored - 1) / width)
+      redis.call('HINCRBY', KEYS[2], b, tonumber(h[i + 1]))
+    end
+  end
+end
+redis.call('HSET', KEYS[2], 'w', width)
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local log = redis.call('ZRANGEBYSCORE', KEYS[1], now - window + 1, '+inf', 'WITHSCORES')
+  for i = 2, #log, 2 do
+    redis.call('HINCRBY', KEYS[2], math.floor(tonumber(log[i]) / width), 1)
+  end
+  redis.call('DEL', KEYS[1])
+end
+local h = redis.call('HGETALL', KEYS[2])
+local count = 0
+local oldest = nil
+local newest = nil
+local gone = {}
+for i = 1, #h, 2 do
+  if h[i] ~= 'w' then
+    local b = tonumber(h[i])
+    if b < first then
+      gone[#gone + 1] = h[i]
+    else
+      count = count + tonumber(h[i + 1])
+      if oldest == nil or b < oldest then oldest = b end
+      if newest == nil or b > newest then newest = b end
+    end
+  end
+end
+if #gone > 0 then redis.call('HDEL', KEYS[2], unpack(gone)) end
+if count >= limit then
+  return {0, 0, (oldest + n + 1) * width - now, (newest + n + 1) * width - now}
+end
+redis.call('HINCRBY', KEYS[2], current, 1)
+redis.call('PEXPIRE', KEYS[2], window + width)
 return {1, limit - count - 1, 0, window}
 """

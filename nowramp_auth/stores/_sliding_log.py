@@ -1,18 +1,35 @@
-"""The sliding-log rate limiter used by the in-memory store (pure state machine).
+"""The rate limiter of the in-memory store (pure state machines), the same rules as Redis'.
 
-A sliding log keeps the times of the accepted requests inside the last window, so "never more
-than ``requests`` in any interval of one window's length" holds exactly (a fixed window would
-let twice the limit through at a boundary; a GCRA with a full burst lets one more through).
-Memory per limited key is at most ``requests`` timestamps.
+Up to ``EXACT_LIMIT`` requests per window a sliding log keeps the times of the accepted
+requests inside the last window, so "never more than ``requests`` in any interval of one
+window's length" holds exactly (a fixed window would let twice the limit through at a
+boundary; a GCRA with a full burst lets one more through). Memory: at most ``requests``
+timestamps.
+
+Above that, counts per sub-window of ``ceil(window / SUB_WINDOWS)`` ms, at most
+``SUB_WINDOWS + 1`` of them. The oldest sub-window the window touches counts in full, so a
+request may be refused up to one sub-window early, never accepted late.
+
+A limit change that moves between the two folds the old state into the new one, so a
+lineage keeps its budget: log to counts exactly, counts to log at the end of their
+sub-window (conservative), keeping only the newest ``requests`` (the only ones that can
+matter to the decision).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from .._models import RateLimitStatus
 
-__all__ = ["SlidingLog"]
+__all__ = ["EXACT_LIMIT", "SUB_WINDOWS", "RateBudget", "SlidingLog", "SubWindowCounts"]
+
+EXACT_LIMIT = 1000
+"""Limits up to this many requests per window use the exact sliding log."""
+
+SUB_WINDOWS = 100
+"""Sub-windows of the bounded structure used above ``EXACT_LIMIT``."""
 
 
 class SlidingLog:
@@ -45,3 +62,86 @@ class SlidingLog:
             remaining=requests - len(times),
             reset_seconds=window_ms / 1000,
         )
+
+
+class SubWindowCounts:
+    """Accepted-request counts per sub-window (index = time // width)."""
+
+    __slots__ = ("counts", "width")
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.counts: dict[int, int] = {}
+
+    def rebucket(self, width: int) -> None:
+        """Move every count to the sub-window of ``width`` that holds its old one's end."""
+        old, self.counts, old_width, self.width = self.counts, {}, self.width, width
+        for index, count in old.items():
+            new = ((index + 1) * old_width - 1) // width
+            self.counts[new] = self.counts.get(new, 0) + count
+
+    def hit(self, now_ms: int, requests: int) -> RateLimitStatus:
+        """Accept one request if the sub-windows the window touches hold fewer than
+        ``requests``."""
+        width, counts = self.width, self.counts
+        current = now_ms // width
+        first = current - SUB_WINDOWS
+        for index in [i for i in counts if i < first]:
+            del counts[index]
+        total = sum(counts.values())
+        if total >= requests:
+            oldest, newest = min(counts), max(counts)
+            return RateLimitStatus(
+                limit=requests,
+                remaining=0,
+                reset_seconds=((newest + SUB_WINDOWS + 1) * width - now_ms) / 1000,
+                allowed=False,
+                retry_after_seconds=((oldest + SUB_WINDOWS + 1) * width - now_ms) / 1000,
+            )
+        counts[current] = counts.get(current, 0) + 1
+        return RateLimitStatus(
+            limit=requests,
+            remaining=requests - total - 1,
+            reset_seconds=SUB_WINDOWS * width / 1000,
+        )
+
+
+class RateBudget:
+    """One key lineage's budget, in whichever structure its current limit calls for."""
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state: SlidingLog | SubWindowCounts = SlidingLog()
+
+    def hit(self, now_ms: int, requests: int, window_ms: int) -> RateLimitStatus:
+        """Accept one request at ``now_ms`` under ``requests`` per ``window_ms``, or not."""
+        state = self.state
+        if requests <= EXACT_LIMIT:
+            if isinstance(state, SubWindowCounts):
+                state = self.state = _to_log(state, requests)
+            return state.hit(now_ms, requests, window_ms)
+        width = math.ceil(window_ms / SUB_WINDOWS)
+        if isinstance(state, SlidingLog):
+            counts = SubWindowCounts(width)
+            for at in state.times:
+                if at > now_ms - window_ms:
+                    counts.counts[at // width] = counts.counts.get(at // width, 0) + 1
+            state = self.state = counts
+        elif state.width != width:
+            state.rebucket(width)
+        return state.hit(now_ms, requests)
+
+
+def _to_log(counts: SubWindowCounts, requests: int) -> SlidingLog:
+    log = SlidingLog()
+    room = requests
+    stamps: list[int] = []
+    for index in sorted(counts.counts, reverse=True):
+        take = min(counts.counts[index], room)
+        stamps.extend([(index + 1) * counts.width - 1] * take)
+        room -= take
+        if not room:
+            break
+    log.times.extend(sorted(stamps))
+    return log

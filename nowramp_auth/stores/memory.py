@@ -17,7 +17,7 @@ from typing import Any
 from .._keys import make_hasher
 from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
 from ._protocol import UPDATABLE_FIELDS, Usage, rotation_refused
-from ._sliding_log import SlidingLog
+from ._sliding_log import RateBudget
 from ._usage import UsageLog
 
 __all__ = ["MemoryKeyStore"]
@@ -48,7 +48,7 @@ class MemoryKeyStore:
         """Count one request of a key at a time in epoch seconds (no lock, no I/O)."""
         self.usage_cell = self._usage.cell
         self.fold_usage = self._usage.fold
-        self._limits: dict[str, SlidingLog] = {}
+        self._limits: dict[str, RateBudget] = {}
 
     def __repr__(self) -> str:
         return f"MemoryKeyStore(keys={len(self._keys)}, sessions={len(self._sessions)})"
@@ -88,9 +88,7 @@ class MemoryKeyStore:
             stored = self._require(key_id)
             record = dataclasses.replace(stored.record, **changes)
             self._keys[key_id] = dataclasses.replace(stored, record=record)
-            if "rate_limit" in changes:
-                self._limits.pop(key_id, None)
-            return record
+            return record  # a new rate limit applies to the lineage's existing budget
 
     def revoke_key(self, key_id: str, at: datetime) -> KeyRecord:
         """Mark a key revoked; the first revocation time stays."""
@@ -134,6 +132,7 @@ class MemoryKeyStore:
                 rotated_to=None,
                 last_used_at=None,
                 request_count=0,
+                lineage_id=old.lineage,
             )
             old_expiry = grace_end if old.expires_at is None else min(old.expires_at, grace_end)
             old = dataclasses.replace(old, expires_at=old_expiry, rotated_to=new_id)
@@ -179,20 +178,21 @@ class MemoryKeyStore:
             return session
 
     # -- rate limits and usage ---------------------------------------------------------------
-    def hit_rate_limit(self, key_id: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
-        """Sliding-log limiter, per process."""
+    def hit_rate_limit(self, lineage: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
+        """One step of the lineage's budget (exact sliding log, or sub-window counts above
+        1,000 requests per window), per process."""
         now_ms = int(now.timestamp() * 1000)
         with self._lock:
-            log = self._limits.get(key_id)
-            if log is None:
-                log = self._limits[key_id] = SlidingLog()
-            return log.hit(now_ms, limit.requests, limit.window_ms)
+            budget = self._limits.get(lineage)
+            if budget is None:
+                budget = self._limits[lineage] = RateBudget()
+            return budget.hit(now_ms, limit.requests, limit.window_ms)
 
     async def hit_rate_limit_async(
-        self, key_id: str, limit: RateLimit, now: datetime
+        self, lineage: str, limit: RateLimit, now: datetime
     ) -> RateLimitStatus:
         """Async twin of :meth:`hit_rate_limit`."""
-        return self.hit_rate_limit(key_id, limit, now)
+        return self.hit_rate_limit(lineage, limit, now)
 
     def record_usage(self, key_id: str, at: datetime) -> None:
         """Count one request (in memory, no I/O)."""

@@ -20,39 +20,40 @@ Security model
 
 Sync callers (WSGI, CLI) use ``redis.Redis`` / ``redis.cluster.RedisCluster``; async callers
 (ASGI) use ``redis.asyncio`` clients, one per event loop, created lazily. The event loop never
-blocks on network I/O.
+blocks on network I/O. Load is not failure: bursts wait for a connection (``queue_timeout``)
+instead of failing, and rate-limit calls in flight together share one pipeline
+(``_redis_clients``, ``_redis_pipeline``).
+
+The store class is the list of store operations; its parts live beside it: clients and gates
+(``_redis_clients``), auto-pipelining (``_redis_pipeline``), Lua (``_redis_scripts``), the
+local cache (``_redis_cache``), the invalidation listener (``_redis_invalidation``), usage
+counting (``_usage``), the record encoding (``_redis_codec``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import secrets
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
-import redis
-import redis.asyncio
-import redis.asyncio.cluster
-import redis.cluster
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException, RedisError
-from redis.retry import Retry
+from redis.exceptions import NoScriptError
 
 from .._clock import from_epoch_us
 from .._keys import make_hasher
 from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
-from . import _redis_scripts as scripts
 from ._errors import StoreUnavailable
 from ._protocol import NOT_CACHED, UPDATABLE_FIELDS, Usage, rotation_refused
 from ._redis_cache import LocalCache
+from ._redis_clients import DEFAULT_MAX_CONNECTIONS, DEFAULT_QUEUE_TIMEOUT, RedisClients
 from ._redis_codec import (
     KeyNames,
     decode_key,
@@ -62,6 +63,9 @@ from ._redis_codec import (
     encode_session,
     to_us,
 )
+from ._redis_invalidation import InvalidationListener
+from ._redis_pipeline import ScriptPipeline
+from ._sliding_log import EXACT_LIMIT, SUB_WINDOWS
 from ._usage import UsageLog
 
 __all__ = ["RedisKeyStore"]
@@ -75,21 +79,16 @@ DEFAULT_CONNECT_TIMEOUT = 0.25
 DEFAULT_USAGE_FLUSH_INTERVAL = 1.0
 
 
-@contextlib.contextmanager
-def _io() -> Iterator[None]:
-    """Turn every way Redis can fail into :class:`StoreUnavailable` (fail closed)."""
-    try:
-        yield
-    except (TimeoutError, RedisError, RedisClusterException, OSError) as exc:
-        raise StoreUnavailable(f"Redis unavailable: {type(exc).__name__}") from exc
-
-
 def _pairs(fields: Mapping[str, str]) -> list[str]:
     return [item for pair in fields.items() for item in pair]
 
 
 def _as_dict(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _evalsha(client: Any, *, sha: str, keys: list[str], args: list[Any]) -> Any:
+    return client.evalsha(sha, len(keys), *keys, *args)
 
 
 def _rate_status(result: list[Any], limit: RateLimit) -> RateLimitStatus:
@@ -116,8 +115,12 @@ class RedisKeyStore:
             answers).
         cache_ttl: seconds a cached answer may serve, 0 to 30 (default 10; 0 disables the
             cache).
-        socket_timeout: seconds to wait for a Redis reply (default 0.5).
-        connect_timeout: seconds to wait for a connection (default 0.25).
+        socket_timeout: seconds to wait for a Redis reply once a command is sent (default 0.5).
+        connect_timeout: seconds to wait for a connection to be made (default 0.25).
+        max_connections: connections per client (per node on a cluster; default 50). More
+            concurrent calls than that wait for one instead of failing.
+        queue_timeout: seconds a call may wait for a free connection (default 5); only then
+            is the store reported unavailable.
         usage_flush_interval: seconds between usage write-backs (default 1).
         invalidation: listen for other instances' mutations (default ``True``).
     """
@@ -133,6 +136,8 @@ class RedisKeyStore:
         cache_ttl: float = DEFAULT_CACHE_TTL,
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        queue_timeout: float = DEFAULT_QUEUE_TIMEOUT,
         usage_flush_interval: float = DEFAULT_USAGE_FLUSH_INTERVAL,
         invalidation: bool = True,
     ) -> None:
@@ -157,21 +162,24 @@ class RedisKeyStore:
         """The cached record of a key id while it is fresh, without I/O (the fast path's
         version check); ``None`` when the cache cannot vouch for one."""
         self.sessions_cache: LocalCache[SessionRecord] = LocalCache(cache_size, cache_ttl)
-        self._options: dict[str, Any] = {
-            "decode_responses": True,
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": connect_timeout,
-        }
+        self._clients = RedisClients(
+            url,
+            cluster=cluster,
+            options={
+                "decode_responses": True,
+                "socket_timeout": socket_timeout,
+                "socket_connect_timeout": connect_timeout,
+            },
+            max_connections=max_connections,
+            queue_timeout=queue_timeout,
+        )
         self._flush_interval = usage_flush_interval
         self._invalidation = invalidation
         self._lock = threading.Lock()
-        self._sync: Any = None
-        self._sync_scripts: dict[str, Any] = {}
-        self._async: dict[int, tuple[asyncio.AbstractEventLoop, Any, dict[str, Any]]] = {}
         self._closing = threading.Event()
         self.subscribed = threading.Event()
         """Set while the invalidation listener is subscribed (tests wait on it)."""
-        self._listener: threading.Thread | None = None
+        self._listener = self._new_listener()
         self._flusher: threading.Thread | None = None
         self._usage = UsageLog()
         self.count_request = self._usage.count
@@ -186,13 +194,22 @@ class RedisKeyStore:
             ref = weakref.ref(self)
             os.register_at_fork(after_in_child=lambda: _reset_after_fork(ref))
 
+    def _new_listener(self) -> InvalidationListener:
+        return InvalidationListener(
+            self._clients,
+            self.names.channel,
+            closing=self._closing,
+            on_subscribed=self._set_subscribed,
+            on_invalidate=self._invalidate,
+        )
+
     def _after_fork(self) -> None:
-        # Threads do not survive fork (e.g. gunicorn --preload): start fresh in the child.
+        # Threads and sockets do not survive fork (e.g. gunicorn --preload): start fresh.
         self._lock = threading.Lock()
+        self._clients.after_fork()
         self._usage.reset()
-        self._listener = None
+        self._listener = self._new_listener()
         self._flusher = None
-        self._async = {}
         self.subscribed = threading.Event()
         self.keys_cache.reset_after_fork()
         self.sessions_cache.reset_after_fork()
@@ -214,53 +231,33 @@ class RedisKeyStore:
         """Digest of a plaintext key or token."""
         return self.hasher(token.encode("ascii")).hexdigest()
 
-    # -- clients ------------------------------------------------------------------------------
-    def _make_sync(self) -> Any:
-        if self._cluster:
-            return redis.cluster.RedisCluster.from_url(self._url, **self._options)
-        retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
-        return redis.Redis.from_url(self._url, retry=retry, **self._options)
-
     def _client(self) -> Any:
-        if self._sync is None:
-            with self._lock:
-                if self._sync is None:
-                    with _io():
-                        self._sync = self._make_sync()
-        return self._sync
+        """The sync redis-py client (tests and tools)."""
+        return self._clients.client()
 
-    def _script(self, name: str) -> Any:
-        script = self._sync_scripts.get(name)
-        if script is None:
-            script = self._sync_scripts[name] = self._client().register_script(
-                getattr(scripts, name)
-            )
-        return script
-
-    def _async_state(self) -> tuple[Any, dict[str, Any]]:
-        loop = asyncio.get_running_loop()
-        state = self._async.get(id(loop))
-        if state is None or state[0] is not loop:
-            for key, (other, _, _) in list(self._async.items()):
-                if other.is_closed():
-                    del self._async[key]
-            client: Any
-            if self._cluster:
-                client = redis.asyncio.cluster.RedisCluster.from_url(self._url, **self._options)
-            else:
-                retry = redis.asyncio.retry.Retry(
-                    NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)
+    # -- scripts ------------------------------------------------------------------------------
+    def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a Lua script once (state-changing: never retried, except after NOSCRIPT,
+        which means it did not run)."""
+        for attempt in (1, 2):
+            sha = self._clients.sha(name) if attempt == 1 else self._clients.load_script(name)
+            try:
+                return self._clients.write(
+                    functools.partial(_evalsha, sha=sha, keys=keys, args=args)
                 )
-                client = redis.asyncio.Redis.from_url(self._url, retry=retry, **self._options)
-            state = self._async[id(loop)] = (loop, client, {})
-        return state[1], state[2]
+            except StoreUnavailable as exc:
+                if attempt == 1 and isinstance(exc.__cause__, NoScriptError):
+                    continue
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _async_script(self, name: str) -> Any:
-        client, cache = self._async_state()
-        script = cache.get(name)
-        if script is None:
-            script = cache[name] = client.register_script(getattr(scripts, name))
-        return script
+    async def _script_async(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a Lua script once from the running event loop, in a shared pipeline."""
+        state = self._clients.loop_state()
+        pipeline = state.batchers.get(name)
+        if pipeline is None:
+            pipeline = state.batchers[name] = ScriptPipeline(self._clients, state, name)
+        return await pipeline.call(keys, args)
 
     # -- request path -------------------------------------------------------------------------
     def peek(self, operation: str, args: tuple[Any, ...]) -> Any:
@@ -268,52 +265,50 @@ class RedisKeyStore:
 
         Lets async callers skip the coroutine machinery on cache hits."""
         if operation == "get_key":
-            self._start_listener()
+            self._start_threads()
             return self.keys_cache.peek(args[0], NOT_CACHED)
         if operation == "get_session":
-            self._start_listener()
+            self._start_threads()
             return self.sessions_cache.peek(args[0], NOT_CACHED)
         return NOT_CACHED
 
     def get_key(self, key_id: str) -> StoredKey | None:
         """The stored key (cached), or ``None``. ``StoreUnavailable`` when Redis is down."""
-        self._start_listener()
+        self._start_threads()
         return self.keys_cache.get(key_id, lambda: self._load_key(key_id))
 
     def _load_key(self, key_id: str) -> StoredKey | None:
-        with _io():
-            return decode_key(self._client().hgetall(self.names.record(key_id)))
+        name = self.names.record(key_id)
+        return decode_key(self._clients.read(lambda client: client.hgetall(name)))
 
     async def get_key_async(self, key_id: str) -> StoredKey | None:
         """Async twin of :meth:`get_key`."""
-        self._start_listener()
+        self._start_threads()
         return await self.keys_cache.get_async(key_id, lambda: self._load_key_async(key_id))
 
     async def _load_key_async(self, key_id: str) -> StoredKey | None:
-        client, _ = self._async_state()
-        with _io():
-            return decode_key(await client.hgetall(self.names.record(key_id)))
+        name = self.names.record(key_id)
+        return decode_key(await self._clients.read_async(lambda client: client.hgetall(name)))
 
     def get_session(self, session_id: str) -> SessionRecord | None:
         """The session (cached), or ``None``."""
-        self._start_listener()
+        self._start_threads()
         return self.sessions_cache.get(session_id, lambda: self._load_session(session_id))
 
     def _load_session(self, session_id: str) -> SessionRecord | None:
-        with _io():
-            return decode_session(self._client().hgetall(self.names.session(session_id)))
+        name = self.names.session(session_id)
+        return decode_session(self._clients.read(lambda client: client.hgetall(name)))
 
     async def get_session_async(self, session_id: str) -> SessionRecord | None:
         """Async twin of :meth:`get_session`."""
-        self._start_listener()
+        self._start_threads()
         return await self.sessions_cache.get_async(
             session_id, lambda: self._load_session_async(session_id)
         )
 
     async def _load_session_async(self, session_id: str) -> SessionRecord | None:
-        client, _ = self._async_state()
-        with _io():
-            return decode_session(await client.hgetall(self.names.session(session_id)))
+        name = self.names.session(session_id)
+        return decode_session(await self._clients.read_async(lambda client: client.hgetall(name)))
 
     def _session_args(self, session: SessionRecord) -> list[str]:
         # The Redis TTL is the session's lifetime (plus a second of slack); expiry itself is
@@ -323,62 +318,57 @@ class RedisKeyStore:
 
     def insert_session(self, session: SessionRecord) -> None:
         """Add a widget session; Redis drops it after its lifetime."""
-        with _io():
-            result = self._script("INSERT_SESSION")(
-                keys=[self.names.session(session.id)], args=self._session_args(session)
-            )
+        keys = [self.names.session(session.id)]
+        result = self._script("INSERT_SESSION", keys, self._session_args(session))
         if result != "ok":
             raise ValueError(f"session id {session.id} already exists")
 
     async def insert_session_async(self, session: SessionRecord) -> None:
         """Async twin of :meth:`insert_session`."""
-        with _io():
-            result = await self._async_script("INSERT_SESSION")(
-                keys=[self.names.session(session.id)], args=self._session_args(session)
-            )
+        keys = [self.names.session(session.id)]
+        result = await self._script_async("INSERT_SESSION", keys, self._session_args(session))
         if result != "ok":
             raise ValueError(f"session id {session.id} already exists")
 
-    def _rate_args(self, limit: RateLimit) -> list[Any]:
-        return [limit.requests, limit.window_ms, secrets.token_hex(8)]
+    def _rate_call(self, lineage: str, limit: RateLimit) -> tuple[list[str], list[Any]]:
+        keys = [self.names.rate_log(lineage), self.names.rate_counts(lineage)]
+        sub_windows = 0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS
+        return keys, [limit.requests, limit.window_ms, secrets.token_hex(8), sub_windows]
 
-    def hit_rate_limit(self, key_id: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
-        """One atomic sliding-log step on Redis' clock (``now`` is not used)."""
-        with _io():
-            result = self._script("RATE_LIMIT")(
-                keys=[self.names.rate_log(key_id)], args=self._rate_args(limit)
-            )
-        return _rate_status(result, limit)
+    def hit_rate_limit(self, lineage: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
+        """One atomic step of the lineage's budget on Redis' clock (``now`` is not used)."""
+        keys, args = self._rate_call(lineage, limit)
+        return _rate_status(self._script("RATE_LIMIT", keys, args), limit)
 
     async def hit_rate_limit_async(
-        self, key_id: str, limit: RateLimit, now: datetime
+        self, lineage: str, limit: RateLimit, now: datetime
     ) -> RateLimitStatus:
-        """Async twin of :meth:`hit_rate_limit`."""
-        with _io():
-            result = await self._async_script("RATE_LIMIT")(
-                keys=[self.names.rate_log(key_id)], args=self._rate_args(limit)
-            )
-        return _rate_status(result, limit)
+        """Async twin of :meth:`hit_rate_limit`; calls in flight together share a pipeline."""
+        keys, args = self._rate_call(lineage, limit)
+        return _rate_status(await self._script_async("RATE_LIMIT", keys, args), limit)
 
     # -- management ---------------------------------------------------------------------------
     def _index(self, key_id: str, project_id: str | None) -> None:
         # Indexes first: a stale index entry is harmless (records are the truth), a missing
         # one would hide a key from listings.
-        pipe = self._client().pipeline(transaction=False)
-        pipe.sadd(self.names.all_keys, key_id)
-        if project_id is not None:
-            pipe.sadd(self.names.project(project_id), key_id)
-        pipe.execute()
+        def add(client: Any) -> None:
+            pipe = client.pipeline(transaction=False)
+            pipe.sadd(self.names.all_keys, key_id)
+            if project_id is not None:
+                pipe.sadd(self.names.project(project_id), key_id)
+            pipe.execute()
+
+        self._clients.write(add)
 
     def insert_key(self, stored: StoredKey) -> None:
         """Add a new key; ``ValueError`` when the id exists."""
         record = stored.record
-        with _io():
-            self._index(record.id, record.project_id)
-            result = self._script("INSERT")(
-                keys=[self.names.record(record.id)],
-                args=[self.names.channel, record.id, *_pairs(encode_key(stored))],
-            )
+        self._index(record.id, record.project_id)
+        result = self._script(
+            "INSERT",
+            [self.names.record(record.id)],
+            [self.names.channel, record.id, *_pairs(encode_key(stored))],
+        )
         self.keys_cache.invalidate(record.id)
         if result != "ok":
             raise ValueError(f"key id {record.id} already exists")
@@ -393,24 +383,21 @@ class RedisKeyStore:
         return stored.record
 
     def update_key(self, key_id: str, changes: Mapping[str, Any]) -> KeyRecord:
-        """Set fields of a key in one atomic step; ``KeyError`` when unknown."""
+        """Set fields of a key in one atomic step; ``KeyError`` when unknown. A new rate
+        limit applies to the lineage's existing budget (nothing is reset)."""
         unknown = set(changes) - UPDATABLE_FIELDS
         if unknown:
             raise ValueError(f"fields cannot be updated: {', '.join(sorted(unknown))}")
         to_set, to_delete = encode_changes(dict(changes))
         args = [self.names.channel, key_id, len(to_set), *_pairs(to_set), *to_delete]
-        with _io():
-            result = self._script("UPDATE")(keys=[self.names.record(key_id)], args=args)
-            if "rate_limit" in changes:
-                self._client().delete(self.names.rate_log(key_id))
+        result = self._script("UPDATE", [self.names.record(key_id)], args)
         return self._record_result(key_id, result)
 
     def revoke_key(self, key_id: str, at: datetime) -> KeyRecord:
         """Revoke a key in one atomic step (the first revocation time stays)."""
-        with _io():
-            result = self._script("REVOKE")(
-                keys=[self.names.record(key_id)], args=[self.names.channel, key_id, to_us(at)]
-            )
+        result = self._script(
+            "REVOKE", [self.names.record(key_id)], [self.names.channel, key_id, to_us(at)]
+        )
         return self._record_result(key_id, result)
 
     def rotate_key(
@@ -424,23 +411,22 @@ class RedisKeyStore:
         grace_end: datetime,
     ) -> tuple[KeyRecord, KeyRecord]:
         """Create the successor and shorten the old key's life in one atomic Lua step."""
-        with _io():
-            old = self._load_key(old_id)
-            if old is None:
-                raise KeyError(old_id)
-            self._index(new_id, old.record.project_id)
-            args = [
-                self.names.channel,
-                old_id,
-                new_id,
-                new_digest,
-                new_hint,
-                to_us(now),
-                to_us(grace_end),
-            ]
-            result = self._script("ROTATE")(
-                keys=[self.names.record(old_id), self.names.record(new_id)], args=args
-            )
+        old = self._load_key(old_id)
+        if old is None:
+            raise KeyError(old_id)
+        self._index(new_id, old.record.project_id)
+        args = [
+            self.names.channel,
+            old_id,
+            new_id,
+            new_digest,
+            new_hint,
+            to_us(now),
+            to_us(grace_end),
+        ]
+        result = self._script(
+            "ROTATE", [self.names.record(old_id), self.names.record(new_id)], args
+        )
         self.keys_cache.invalidate(old_id)
         if result == "missing":
             raise KeyError(old_id)
@@ -457,13 +443,18 @@ class RedisKeyStore:
     def list_keys(self, project_id: str | None = None) -> list[KeyRecord]:
         """Every key (of one project when given), oldest first."""
         index = self.names.all_keys if project_id is None else self.names.project(project_id)
-        with _io():
-            client = self._client()
+
+        def load(client: Any) -> list[dict[str, str]]:
             ids = sorted(client.smembers(index))
+            if not ids:
+                return []
             pipe = client.pipeline(transaction=False)
             for key_id in ids:
                 pipe.hgetall(self.names.record(key_id))
-            rows = pipe.execute() if ids else []
+            rows: list[dict[str, str]] = pipe.execute()
+            return rows
+
+        rows = self._clients.read(load)
         records = [s.record for row in rows if (s := decode_key(row)) is not None]
         if project_id is not None:
             records = [r for r in records if r.project_id == project_id]
@@ -471,11 +462,11 @@ class RedisKeyStore:
 
     def revoke_session(self, session_id: str, at: datetime) -> SessionRecord | None:
         """Revoke a session in one atomic step; ``None`` when unknown."""
-        with _io():
-            result = self._script("REVOKE")(
-                keys=[self.names.session(session_id)],
-                args=[self.names.channel, session_id, to_us(at)],
-            )
+        result = self._script(
+            "REVOKE",
+            [self.names.session(session_id)],
+            [self.names.channel, session_id, to_us(at)],
+        )
         self.sessions_cache.invalidate(session_id)
         if result == "missing":
             return None
@@ -484,7 +475,7 @@ class RedisKeyStore:
     # -- usage (write behind) -------------------------------------------------------------------
     def record_usage(self, key_id: str, at: datetime) -> None:
         """Count one request in memory; a background thread writes counts to Redis."""
-        self._start_listener()
+        self._start_threads()
         self.count_request(key_id, at.timestamp())
 
     def flush_usage(self) -> None:
@@ -492,14 +483,17 @@ class RedisKeyStore:
         batch = self._usage.take()
         if not batch:
             return
+
+        def write(client: Any) -> None:
+            pipe = client.pipeline(transaction=False)
+            for key_id, (count, last) in batch.items():
+                name = self.names.usage(key_id)
+                pipe.hincrby(name, "count", int(count))
+                pipe.hset(name, "last", str(round(last * 1_000_000)))
+            pipe.execute()
+
         try:
-            with _io():
-                pipe = self._client().pipeline(transaction=False)
-                for key_id, (count, last) in batch.items():
-                    name = self.names.usage(key_id)
-                    pipe.hincrby(name, "count", int(count))
-                    pipe.hset(name, "last", str(round(last * 1_000_000)))
-                pipe.execute()
+            self._clients.write(write)
         except StoreUnavailable:
             self._usage.give_back(batch)
 
@@ -508,11 +502,15 @@ class RedisKeyStore:
         ids = list(key_ids)
         if not ids:
             return {}
-        with _io():
-            pipe = self._client().pipeline(transaction=False)
+
+        def load(client: Any) -> list[list[str | None]]:
+            pipe = client.pipeline(transaction=False)
             for key_id in ids:
                 pipe.hmget(self.names.usage(key_id), "count", "last")
-            rows = pipe.execute()
+            rows: list[list[str | None]] = pipe.execute()
+            return rows
+
+        rows = self._clients.read(load)
         pending = self._usage.totals(ids)
         result: dict[str, Usage] = {}
         for key_id, (count, last) in zip(ids, rows, strict=True):
@@ -532,19 +530,18 @@ class RedisKeyStore:
             except Exception:  # pragma: no cover - never let the thread die
                 _log.exception("usage flush failed")
 
-    # -- invalidation -------------------------------------------------------------------------
-    def _start_listener(self) -> None:
-        # The background threads: invalidation listener and usage write-behind. Started by
-        # the first request-path call (not at construction, so a forked child starts its own).
-        if self._flusher is not None and (self._listener is not None or not self._invalidation):
+    # -- background threads and invalidation ----------------------------------------------------
+    def _start_threads(self) -> None:
+        # The invalidation listener and the usage write-behind, started by the first
+        # request-path call (not at construction, so a forked child starts its own).
+        if self._flusher is not None and (
+            self._listener.thread is not None or not self._invalidation
+        ):
             return
         with self._lock:
             if self._closing.is_set():
                 return
-            if self._listener is None and self._invalidation:
-                self._listener = threading.Thread(
-                    target=self._listen_loop, name="nowramp-invalidation", daemon=True
-                )
+            if self._listener.thread is None and self._invalidation:
                 self._listener.start()
             if self._flusher is None:
                 self._flusher = threading.Thread(
@@ -552,59 +549,19 @@ class RedisKeyStore:
                 )
                 self._flusher.start()
 
-    def _pubsub_nodes(self) -> list[Any]:
-        if not self._cluster:
-            return [self._client()]
-        nodes = self._client().get_nodes()
-        return [redis.Redis(host=n.host, port=n.port, **self._options) for n in nodes]
-
-    def _listen_loop(self) -> None:
-        delay = 0.05
-        attempt = 0
-        while not self._closing.is_set():
-            pubsub = None
-            try:
-                with _io():
-                    nodes = self._pubsub_nodes()
-                node = nodes[attempt % len(nodes)]
-                pubsub = node.pubsub()
-                pubsub.subscribe(self.names.channel)
-                while not self._closing.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        self._on_message(message)
-                        delay = 0.05
-            except Exception as exc:
-                _log.warning(
-                    "invalidation channel down (%s); cache fills paused", type(exc).__name__
-                )
-            finally:
-                self._set_subscribed(False)
-                if pubsub is not None:
-                    with contextlib.suppress(Exception):
-                        pubsub.close()
-            attempt += 1
-            self._closing.wait(delay)
-            delay = min(delay * 2, 1.0)
-
-    def _on_message(self, message: Mapping[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == "subscribe":
-            # Messages published while we were not subscribed are lost: start clean.
+    def _invalidate(self, target: str) -> None:
+        if target == "*":
             self.keys_cache.clear()
             self.sessions_cache.clear()
-            self._set_subscribed(True)
-        elif kind == "message":
-            target = str(message.get("data"))
-            if target == "*":
-                self.keys_cache.clear()
-                self.sessions_cache.clear()
-            elif target.startswith("sess_"):
-                self.sessions_cache.invalidate(target)
-            else:
-                self.keys_cache.invalidate(target)
+        elif target.startswith("sess_"):
+            self.sessions_cache.invalidate(target)
+        else:
+            self.keys_cache.invalidate(target)
 
     def _set_subscribed(self, value: bool) -> None:
+        if value:  # messages published while we were not subscribed are lost: start clean
+            self.keys_cache.clear()
+            self.sessions_cache.clear()
         self.keys_cache.accepting = self.sessions_cache.accepting = value
         if value:
             self.subscribed.set()
@@ -619,19 +576,14 @@ class RedisKeyStore:
         with contextlib.suppress(Exception):
             self.flush_usage()
         self._closing.set()
-        for thread in (self._listener, self._flusher):
+        for thread in (self._listener.thread, self._flusher):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=2)
-        if self._sync is not None:
-            with contextlib.suppress(Exception):
-                self._sync.close()
+        self._clients.close()
 
     async def aclose(self) -> None:
         """Close the async client of the running event loop."""
-        state = self._async.pop(id(asyncio.get_running_loop()), None)
-        if state is not None:
-            with contextlib.suppress(Exception):
-                await state[1].aclose()
+        await self._clients.aclose()
 
 
 def _reset_after_fork(ref: weakref.ref[RedisKeyStore]) -> None:

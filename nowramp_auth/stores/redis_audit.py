@@ -94,9 +94,9 @@ class RedisStreamAuditLog:
         if not batch:
             return
         try:
-            from .redis import _io
+            from ._redis_clients import io_errors
 
-            with _io():
+            with io_errors():
                 pipe = self.store._client().pipeline(transaction=False)
                 for event in batch:
                     pipe.xadd(
@@ -120,11 +120,11 @@ class RedisStreamAuditLog:
         limit: int = 100,
     ) -> list[AuditEvent]:
         """Events newest first, filtered by key id, type and time; at most ``limit``."""
-        from .redis import _io
+        from ._redis_clients import io_errors
 
         events: list[AuditEvent] = []
         last = "+"
-        with _io():
+        with io_errors():
             client = self.store._client()
             while len(events) < limit:
                 rows = client.xrevrange(self.stream, max=last, count=500)

@@ -1,0 +1,342 @@
+"""The redis-py clients of one ``RedisKeyStore``, and what makes load different from failure.
+
+Load is not unavailability. redis-py's asyncio pools raise ``MaxConnectionsError`` instead of
+waiting when every connection is busy, so a burst larger than the pool would turn into false
+``503``s. Every command therefore first takes a permit from a *gate*: a semaphore with as many
+permits as the pool has connections (one gate for threads, one per event loop). A burst of any
+size waits in that queue; ``queue_timeout`` (seconds, default 5) bounds the wait, and only
+then is the store reported unavailable. ``socket_timeout`` bounds Redis' reply once a command
+is sent; ``connect_timeout`` bounds connecting.
+
+Failure is ``StoreUnavailable``: every exception the client library raises around a command
+(connection errors, timeouts, and its own internal errors under concurrency) is turned into
+it, and unexpected ones are logged by type. Reads are idempotent, so a read that fails is
+tried once more on a fresh connection; script calls that change state are never retried by
+us or by redis-py (both clients are built with no retries): a call whose outcome is unknown
+fails closed.
+
+At the first connection the store reads ``maxmemory-policy`` and logs a warning, once, when
+Redis may evict keys: key records carry no TTL while rate-limit state does, so under a
+``volatile-*`` policy the limits would be evicted first and a used-up key would get a fresh
+budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException, RedisError
+
+from . import _redis_scripts as scripts
+from ._errors import StoreUnavailable
+
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_QUEUE_TIMEOUT", "RedisClients", "unavailable"]
+
+_log = logging.getLogger("nowramp_auth.redis")
+
+DEFAULT_MAX_CONNECTIONS = 50
+DEFAULT_QUEUE_TIMEOUT = 5.0
+_EXPECTED = (TimeoutError, asyncio.TimeoutError, RedisError, RedisClusterException, OSError)
+T = TypeVar("T")
+
+
+def unavailable(exc: BaseException) -> StoreUnavailable:
+    """The store-unavailable error for ``exc`` (logged when it is not a plain Redis error)."""
+    if isinstance(exc, StoreUnavailable):
+        return exc
+    if not isinstance(exc, _EXPECTED):
+        _log.warning("Redis client raised %s; answering as unavailable", type(exc).__name__)
+    return StoreUnavailable(f"Redis unavailable: {type(exc).__name__}")
+
+
+@contextlib.contextmanager
+def io_errors() -> Iterator[None]:
+    """Turn every way a Redis call can fail into :class:`StoreUnavailable` (fail closed)."""
+    try:
+        yield
+    except _EXPECTED as exc:
+        raise unavailable(exc) from exc
+
+
+def _warn_if_evicting(answer: object) -> None:
+    # A node answers {"maxmemory-policy": "..."}; a cluster client may nest that per node.
+    answers = [answer]
+    if isinstance(answer, dict) and "maxmemory-policy" not in answer:
+        answers = list(answer.values())
+    policies = {a.get("maxmemory-policy") for a in answers if isinstance(a, dict)}
+    for policy in sorted(p for p in policies if p and p != "noeviction"):
+        _log.warning(
+            "Redis maxmemory-policy is %r: Redis may evict the key store's data (rate-limit "
+            "state first, as it carries a TTL, which would reset used-up budgets). Set "
+            "maxmemory-policy to noeviction.",
+            policy,
+        )
+
+
+class _LoopState:
+    """What one event loop uses: its client, its gate, its script hashes and its batchers."""
+
+    __slots__ = ("batchers", "client", "gate", "loop", "ready", "ready_lock")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: Any, permits: int) -> None:
+        self.loop = loop
+        self.client = client
+        self.gate = asyncio.Semaphore(permits)
+        self.ready = False
+        self.ready_lock = asyncio.Lock()
+        self.batchers: dict[str, Any] = {}
+
+
+class RedisClients:
+    """Sync and per-event-loop async clients for one URL, behind gates.
+
+    Parameters:
+        url: the Redis URL; cluster: use the Redis Cluster protocol.
+        options: redis-py connection options (timeouts, ``decode_responses``).
+        max_connections: connections per client (per node on a cluster), and permits of
+            each gate.
+        queue_timeout: seconds a call may wait for a permit before the store is reported
+            unavailable.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        cluster: bool,
+        options: dict[str, Any],
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        queue_timeout: float = DEFAULT_QUEUE_TIMEOUT,
+    ) -> None:
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise TypeError("max_connections must be an int")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        if not queue_timeout > 0:
+            raise ValueError(f"queue_timeout must be positive, got {queue_timeout}")
+        self.url = url
+        self.cluster = cluster
+        self.options = options
+        self.max_connections = max_connections
+        self.queue_timeout = queue_timeout
+        self._lock = threading.Lock()
+        self._sync: Any = None
+        self._gate = threading.BoundedSemaphore(max_connections)
+        self._shas: dict[str, str] = {}
+        self._loops: dict[int, _LoopState] = {}
+        self._policy_checked = False
+
+    def after_fork(self) -> None:
+        """In a forked child: new locks and gates, no clients (sockets are the parent's)."""
+        self._lock = threading.Lock()
+        self._gate = threading.BoundedSemaphore(self.max_connections)
+        self._sync = None
+        self._loops = {}
+
+    # -- construction --------------------------------------------------------------------------
+    def _pool_size(self) -> int:
+        # Headroom over the gate for connections taken outside it (pub/sub, script loads).
+        return self.max_connections + 4
+
+    def _make_sync(self) -> Any:
+        no_retry = redis.retry.Retry(NoBackoff(), 0)
+        if self.cluster:
+            return redis.cluster.RedisCluster.from_url(
+                self.url, retry=no_retry, max_connections=self._pool_size(), **self.options
+            )
+        return redis.Redis.from_url(
+            self.url, retry=no_retry, max_connections=self._pool_size(), **self.options
+        )
+
+    def _make_async(self) -> Any:
+        no_retry = redis.asyncio.retry.Retry(NoBackoff(), 0)
+        if self.cluster:
+            return redis.asyncio.cluster.RedisCluster.from_url(
+                self.url, retry=no_retry, max_connections=self._pool_size(), **self.options
+            )
+        return redis.asyncio.Redis.from_url(
+            self.url, retry=no_retry, max_connections=self._pool_size(), **self.options
+        )
+
+    # -- sync ----------------------------------------------------------------------------------
+    def client(self) -> Any:
+        """The sync client (created on first use)."""
+        if self._sync is None:
+            with self._lock:
+                if self._sync is None:
+                    with io_errors():
+                        self._sync = self._make_sync()
+                    self._check_policy_sync(self._sync)
+        return self._sync
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[Any]:
+        """A gate permit and the sync client for the duration of the block; failures inside
+        become :class:`StoreUnavailable`."""
+        if not self._gate.acquire(timeout=self.queue_timeout):
+            raise StoreUnavailable("Redis unavailable: no connection within queue_timeout")
+        try:
+            with io_errors():
+                yield self.client()
+        finally:
+            self._gate.release()
+
+    def read(self, call: Callable[[Any], T]) -> T:
+        """Run an idempotent ``call(client)``; a failure is tried once more."""
+        for attempt in (1, 2):
+            try:
+                with self.slot() as client:
+                    return call(client)
+            except StoreUnavailable:
+                if attempt == 2:
+                    raise
+            except Exception as exc:  # the client library's own internal errors
+                if attempt == 2:
+                    raise unavailable(exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def write(self, call: Callable[[Any], T]) -> T:
+        """Run a state-changing ``call(client)`` once; any failure is ``StoreUnavailable``."""
+        try:
+            with self.slot() as client:
+                return call(client)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise unavailable(exc) from exc
+
+    def sha(self, name: str) -> str:
+        """The SHA1 of script ``name`` (loaded into Redis on first use)."""
+        sha = self._shas.get(name)
+        if sha is None:
+            sha = self.load_script(name)
+        return sha
+
+    def load_script(self, name: str) -> str:
+        """Load script ``name`` (again: after a Redis restart lost it) and return its SHA1."""
+        body: str = getattr(scripts, name)
+        sha: str = self.write(lambda client: client.script_load(body))
+        self._shas[name] = sha
+        return sha
+
+    def _check_policy_sync(self, client: Any) -> None:
+        if self._policy_checked:
+            return
+        self._policy_checked = True
+        try:
+            answer = client.config_get("maxmemory-policy")
+        except Exception as exc:  # CONFIG may be disabled (managed Redis): say so, go on
+            _log.info("could not read maxmemory-policy (%s)", type(exc).__name__)
+            return
+        _warn_if_evicting(answer)
+
+    async def _check_policy_async(self, client: Any) -> None:
+        if self._policy_checked:
+            return
+        self._policy_checked = True
+        try:
+            answer = await asyncio.wait_for(
+                client.config_get("maxmemory-policy"), self.queue_timeout
+            )
+        except Exception as exc:
+            _log.info("could not read maxmemory-policy (%s)", type(exc).__name__)
+            return
+        _warn_if_evicting(answer)
+
+    # -- async ---------------------------------------------------------------------------------
+    def loop_state(self) -> _LoopState:
+        """The running event loop's client, gate and batchers (created on first use)."""
+        loop = asyncio.get_running_loop()
+        state = self._loops.get(id(loop))
+        if state is None or state.loop is not loop:
+            for key, other in list(self._loops.items()):
+                if other.loop.is_closed():
+                    del self._loops[key]
+            with io_errors():
+                client = self._make_async()
+            state = self._loops[id(loop)] = _LoopState(loop, client, self.max_connections)
+        return state
+
+    async def _ready(self, state: _LoopState) -> None:
+        # A cluster client initialises its slot map once, before any concurrent command:
+        # redis-py initialising it from many commands at once races with itself.
+        async with state.ready_lock:
+            if not state.ready:
+                if self.cluster:
+                    await asyncio.wait_for(state.client.initialize(), self.queue_timeout)
+                await self._check_policy_async(state.client)
+                state.ready = True
+
+    async def _acquire(self, state: _LoopState) -> None:
+        try:
+            await asyncio.wait_for(state.gate.acquire(), self.queue_timeout)
+        except TimeoutError:
+            raise StoreUnavailable(
+                "Redis unavailable: no connection within queue_timeout"
+            ) from None
+
+    async def _call_async(
+        self, call: Callable[[Any], Awaitable[T]], state: _LoopState | None = None
+    ) -> T:
+        state = state or self.loop_state()
+        try:
+            if not state.ready:
+                await self._ready(state)
+            await self._acquire(state)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise unavailable(exc) from exc
+        try:
+            return await call(state.client)
+        except Exception as exc:
+            raise unavailable(exc) from exc
+        finally:
+            state.gate.release()
+
+    async def read_async(self, call: Callable[[Any], Awaitable[T]]) -> T:
+        """Run an idempotent ``await call(client)``; a failure is tried once more."""
+        try:
+            return await self._call_async(call)
+        except StoreUnavailable:
+            return await self._call_async(call)
+
+    async def write_async(
+        self, call: Callable[[Any], Awaitable[T]], state: _LoopState | None = None
+    ) -> T:
+        """Run a state-changing ``await call(client)`` once (fails closed)."""
+        return await self._call_async(call, state)
+
+    async def sha_async(self, name: str, *, reload: bool = False) -> str:
+        """The SHA1 of script ``name``, loaded through this loop's client when needed."""
+        known = self._shas.get(name)
+        if known is not None and not reload:
+            return known
+        body: str = getattr(scripts, name)
+        sha: str = await self.write_async(lambda client: client.script_load(body))
+        self._shas[name] = sha
+        return sha
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the sync client."""
+        if self._sync is not None:
+            with contextlib.suppress(Exception):
+                self._sync.close()
+
+    async def aclose(self) -> None:
+        """Close the running loop's async client."""
+        state = self._loops.pop(id(asyncio.get_running_loop()), None)
+        if state is not None:
+            with contextlib.suppress(Exception):
+                await state.client.aclose()
