@@ -12,7 +12,9 @@ from nowramp_auth import Authenticator, RedisKeyStore
 from tests.apps import flask_app, starlette_app
 
 _store = RedisKeyStore.from_url(
-    os.environ["NOWRAMP_TEST_REDIS_URL"], namespace=os.environ["NOWRAMP_TEST_NAMESPACE"]
+    os.environ["NOWRAMP_TEST_REDIS_URL"],
+    namespace=os.environ["NOWRAMP_TEST_NAMESPACE"],
+    max_connections=int(os.environ.get("NOWRAMP_TEST_MAX_CONNECTIONS", "50")),
 )
 _auth = Authenticator(_store, trusted_proxies=["127.0.0.0/8"])
 

@@ -68,6 +68,16 @@ def io_errors() -> Iterator[None]:
         raise unavailable(exc) from exc
 
 
+def _worth_retrying(error: StoreUnavailable) -> bool:
+    # A timeout already spent its bound (Redis did not answer in time, or no connection was
+    # free): trying again would only double the wait. Anything else may be a stale
+    # connection or a client-internal error that a second attempt does not meet.
+    cause = error.__cause__
+    return cause is not None and not isinstance(
+        cause, (TimeoutError, asyncio.TimeoutError, redis.exceptions.TimeoutError)
+    )
+
+
 def _warn_if_evicting(answer: object) -> None:
     # A node answers {"maxmemory-policy": "..."}; a cluster client may nest that per node.
     answers = [answer]
@@ -192,13 +202,14 @@ class RedisClients:
             self._gate.release()
 
     def read(self, call: Callable[[Any], T]) -> T:
-        """Run an idempotent ``call(client)``; a failure is tried once more."""
+        """Run an idempotent ``call(client)``; a failure other than a timeout is tried once
+        more (a stale connection after a Redis restart, an internal client error)."""
         for attempt in (1, 2):
             try:
                 with self.slot() as client:
                     return call(client)
-            except StoreUnavailable:
-                if attempt == 2:
+            except StoreUnavailable as exc:
+                if attempt == 2 or not _worth_retrying(exc):
                     raise
             except Exception as exc:  # the client library's own internal errors
                 if attempt == 2:
@@ -305,10 +316,13 @@ class RedisClients:
             state.gate.release()
 
     async def read_async(self, call: Callable[[Any], Awaitable[T]]) -> T:
-        """Run an idempotent ``await call(client)``; a failure is tried once more."""
+        """Run an idempotent ``await call(client)``; a failure other than a timeout is tried
+        once more."""
         try:
             return await self._call_async(call)
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
+            if not _worth_retrying(exc):
+                raise
             return await self._call_async(call)
 
     async def write_async(
