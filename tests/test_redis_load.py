@@ -178,9 +178,7 @@ def test_real_server_burst_on_a_cold_cache(server: str, redis_url: str, namespac
     }
     log_path = tmp_path / "server.log"
     with log_path.open("w") as log:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         try:
             statuses = asyncio.run(_burst_over_http(base, secrets))
