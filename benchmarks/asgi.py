@@ -1,6 +1,9 @@
 """ASGI in-process: direct ASGI calls, no network. Bare Starlette, Starlette's own
-AuthenticationMiddleware with a hand-rolled dict/SHA-256 backend, and our middleware on the
-memory store, on Redis with a warm cache, on Redis with the cache off, and with a rate limit."""
+AuthenticationMiddleware with a hand-rolled dict/SHA-256 backend (on a plain route and with
+``@requires``), and our middleware on the memory store, on Redis with a warm cache, on Redis
+with the cache off, and with a rate limit. Refusals: a missing key, a bad checksum and a
+well-formed unknown key (ours with a ``MemoryAuditLog`` attached) against the peer's refusal
+of an unknown key (its ``on_error`` 400)."""
 
 from __future__ import annotations
 
@@ -24,7 +27,15 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from nowramp_auth import Authenticator, KeyManager, KeyStore, MemoryKeyStore, RateLimit
+from nowramp_auth import (
+    Authenticator,
+    KeyManager,
+    KeyStore,
+    MemoryAuditLog,
+    MemoryKeyStore,
+    RateLimit,
+)
+from nowramp_auth._keys import generate_key
 from nowramp_auth.starlette import ApiKeyMiddleware, require_scopes
 
 from ._rounds import interleaved
@@ -60,7 +71,7 @@ class DictBackend(AuthenticationBackend):
         return AuthCredentials(scopes), SimpleUser("partner")
 
 
-def _runner(app: Any, key: str | None) -> Callable[[int], None]:
+def _runner(app: Any, key: str | None, expect: int = 200) -> Callable[[int], None]:
     headers = [(b"host", b"bench"), (b"accept", b"*/*")]
     if key is not None:
         headers.append((b"x-api-key", key.encode()))
@@ -95,20 +106,22 @@ def _runner(app: Any, key: str | None) -> Callable[[int], None]:
 
     def run(n: int) -> None:
         loop.run_until_complete(many(n))
-        if statuses and statuses[-1] != 200:
-            raise RuntimeError(f"benchmark request failed with {statuses[-1]}")
+        if statuses and statuses[-1] != expect:
+            raise RuntimeError(f"benchmark request answered {statuses[-1]}, not {expect}")
         statuses.clear()
 
     return run
 
 
-def _ours(store: KeyStore, limit: RateLimit | None = None) -> tuple[Starlette, str]:
+def _ours(
+    store: KeyStore, limit: RateLimit | None = None, audit: MemoryAuditLog | None = None
+) -> tuple[Starlette, str]:
     issued = KeyManager(store).create(
         scopes=["quotes:read", "orders:read"],
         allowed_ips=["127.0.0.0/8", "10.0.0.0/8"],
         rate_limit=limit,
     )
-    auth = Authenticator(store)
+    auth = Authenticator(store, audit=audit)
     app = Starlette(
         routes=[Route("/quotes", _ours_guarded)],
         middleware=[Middleware(ApiKeyMiddleware, authenticator=auth)],
@@ -116,20 +129,38 @@ def _ours(store: KeyStore, limit: RateLimit | None = None) -> tuple[Starlette, s
     return app, issued.secret
 
 
+PEER = "Starlette AuthenticationMiddleware (dict + SHA-256)"
+PEER_REFUSAL = "Starlette AuthenticationMiddleware refuses an unknown key (400)"
+OURS = "ours, memory store"
+REFUSALS = (
+    "ours refuses: missing key",
+    "ours refuses: bad checksum",
+    "ours refuses: well-formed unknown key",
+)
+
+
 def run(*, rounds: int, iterations: int, redis_url: str | None) -> dict[str, float]:
     bare = Starlette(routes=[Route("/quotes", _bare)])
     hand_key = "hand-rolled-key-0123456789abcdef0123456789"
-    starlette_auth = Starlette(
-        routes=[Route("/quotes", _starlette_guarded)],
-        middleware=[
-            Middleware(AuthenticationMiddleware, backend=DictBackend({hand_key: ["quotes:read"]}))
-        ],
-    )
+    backend = [
+        Middleware(AuthenticationMiddleware, backend=DictBackend({hand_key: ["quotes:read"]}))
+    ]
+    peer = Starlette(routes=[Route("/quotes", _bare)], middleware=backend)
+    peer_requires = Starlette(routes=[Route("/quotes", _starlette_guarded)], middleware=backend)
     ours_memory, memory_key = _ours(MemoryKeyStore())
+    audited, audited_key = _ours(MemoryKeyStore(), audit=MemoryAuditLog())
+    typo = audited_key[:-1] + ("A" if audited_key[-1] != "A" else "B")
     cases = {
         "bare Starlette": _runner(bare, None),
-        "Starlette AuthenticationMiddleware (dict + SHA-256)": _runner(starlette_auth, hand_key),
-        "ours, memory store": _runner(ours_memory, memory_key),
+        PEER: _runner(peer, hand_key),
+        PEER + " + @requires": _runner(peer_requires, hand_key),
+        OURS: _runner(ours_memory, memory_key),
+        PEER_REFUSAL: _runner(peer, "unknown-key", expect=400),
+        "ours refuses: missing key": _runner(audited, None, expect=401),
+        "ours refuses: bad checksum": _runner(audited, typo, expect=401),
+        "ours refuses: well-formed unknown key": _runner(
+            audited, generate_key("test")[0], expect=401
+        ),
     }
     stores: list[Any] = []
     if redis_url is not None:
@@ -143,7 +174,7 @@ def run(*, rounds: int, iterations: int, redis_url: str | None) -> dict[str, flo
         cases["ours, Redis, warm cache"] = _runner(app, key)
         app, key = _ours(cold)
         cases["ours, Redis, cache off (1 round trip)"] = _runner(app, key)
-        app, key = _ours(limited, RateLimit(10**9, timedelta(seconds=1)))
+        app, key = _ours(limited, RateLimit(10**9, timedelta(hours=1)))
         cases["ours, Redis, warm cache, rate-limited key"] = _runner(app, key)
         for store in stores:
             store.get_key("key_warmup00000000")  # start the invalidation listener

@@ -1,12 +1,14 @@
-"""WSGI in-process: bare Flask against Flask with our middleware (memory, Redis warm)."""
+"""WSGI in-process: bare Flask, Flask with a hand-rolled ``before_request`` SHA-256 check
+(the peer), and Flask with our middleware (memory, Redis warm)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, abort, jsonify, request
 from werkzeug.test import EnvironBuilder
 
 from nowramp_auth import Authenticator, KeyManager, KeyStore, MemoryKeyStore
@@ -23,6 +25,23 @@ def _flask(guarded: bool) -> Flask:
 
     view = require_scopes("quotes:read")(quotes) if guarded else quotes
     app.add_url_rule("/quotes", "quotes", view)
+    return app
+
+
+PEER = "Flask + before_request SHA-256 check"
+
+
+def _peer(key: str) -> Flask:
+    """What a team would hand-roll: SHA-256 of the header, looked up in a dict."""
+    app = _flask(guarded=False)
+    keys = {hashlib.sha256(key.encode()).hexdigest(): ["quotes:read"]}
+
+    @app.before_request
+    def check() -> None:
+        presented = request.headers.get("X-API-Key")
+        if not presented or hashlib.sha256(presented.encode()).hexdigest() not in keys:
+            abort(401)
+
     return app
 
 
@@ -65,8 +84,10 @@ def _ours(store: KeyStore) -> tuple[Any, str]:
 
 def run(*, rounds: int, iterations: int, redis_url: str | None) -> dict[str, float]:
     memory_app, memory_key = _ours(MemoryKeyStore())
+    hand_key = "hand-rolled-key-0123456789abcdef0123456789"
     cases = {
         "bare Flask": _runner(_flask(guarded=False), None),
+        PEER: _runner(_peer(hand_key), hand_key),
         "Flask + ours, memory store": _runner(memory_app, memory_key),
     }
     store = None

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 from ._models import AuditEvent
@@ -33,27 +33,53 @@ class AuditSink(Protocol):
         """Record one event."""
 
 
+FailureFields = tuple[float, str | None, str, str | None, str | None, str | None]
+"""``auth.failed`` as raw fields: (at in epoch seconds, key id, code, client ip, method, path)."""
+
+
+def failure_event(fields: FailureFields) -> AuditEvent:
+    """The :class:`AuditEvent` of raw ``auth.failed`` fields."""
+    at, key_id, code, client_ip, method, path = fields
+    return AuditEvent(
+        "auth.failed",
+        datetime.fromtimestamp(at, UTC),
+        key_id=key_id,
+        code=code,
+        client_ip=client_ip,
+        method=method,
+        path=path,
+    )
+
+
 class MemoryAuditLog:
-    """Keeps the newest ``maxlen`` events in memory; ``.events`` is a list, oldest first."""
+    """Keeps the newest ``maxlen`` events in memory; ``.events`` is a list, oldest first.
+
+    Refusals are frequent, so ``auth.failed`` events are kept as raw fields and become
+    :class:`AuditEvent` objects only when read."""
 
     emit_never_blocks = True
 
     def __init__(self, maxlen: int = 10_000) -> None:
         if maxlen < 1:
             raise ValueError(f"maxlen must be at least 1, got {maxlen}")
-        self._events: deque[AuditEvent] = deque(maxlen=maxlen)
+        self._events: deque[AuditEvent | FailureFields] = deque(maxlen=maxlen)
         self._lock = threading.Lock()
 
     def emit(self, event: AuditEvent) -> None:
-        """Append one event (the oldest falls off when full)."""
-        with self._lock:
-            self._events.append(event)
+        """Append one event (the oldest falls off when full). ``deque.append`` is atomic, so
+        no lock: this runs on every refused request."""
+        self._events.append(event)
+
+    def emit_failure(self, fields: FailureFields) -> None:
+        """Append one ``auth.failed`` event as raw fields (built when read)."""
+        self._events.append(fields)
 
     @property
     def events(self) -> list[AuditEvent]:
         """A copy of the kept events, oldest first."""
         with self._lock:
-            return list(self._events)
+            kept = list(self._events)
+        return [e if isinstance(e, AuditEvent) else failure_event(e) for e in kept]
 
     def query(
         self, *, key_id: str | None = None, type: str | None = None, limit: int | None = None
@@ -121,6 +147,9 @@ class AuditEmitter:
         self.sinks = all_sinks
         self._inline = tuple(s for s in all_sinks if getattr(s, "emit_never_blocks", False))
         self._deferred = tuple(s for s in all_sinks if s not in self._inline)
+        self._raw_only = not self._deferred and all(
+            callable(getattr(s, "emit_failure", None)) for s in self._inline
+        )
         self._queue: queue.Queue[AuditEvent] = queue.Queue(queue_size)
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -141,6 +170,27 @@ class AuditEmitter:
                 return
             if self._worker is None:
                 self._start()
+
+    def emit_failure(
+        self,
+        at: float,
+        key_id: str | None,
+        code: str,
+        client_ip: str | None,
+        method: str | None,
+        path: str | None,
+    ) -> None:
+        """Deliver an ``auth.failed`` event (the one of every refused request): sinks that take
+        raw fields get a tuple; the event object is built only if another sink needs it."""
+        fields: FailureFields = (at, key_id, code, client_ip, method, path)
+        if self._raw_only:
+            for sink in self._inline:
+                try:
+                    sink.emit_failure(fields)  # type: ignore[attr-defined]
+                except Exception:
+                    self.dropped += 1
+            return
+        self.emit(failure_event(fields))
 
     def _deliver(self, sink: AuditSink, event: AuditEvent) -> None:
         try:

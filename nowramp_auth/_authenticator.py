@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from ._audit import AuditEmitter, AuditSink
-from ._client_ip import IPAddress, parse_ip, parse_networks, resolve_client_ip
+from ._client_ip import IPAddress, ip_text, parse_ip, parse_networks, resolve_client_ip
 from ._clock import Clock, require_aware, seconds_clock, utc_now
 from ._credentials import Credential, read_credential
 from ._decision import decide_key, decide_session, derived, verify_session_digest
@@ -107,6 +107,7 @@ class Authenticator:
         self._request_path_never_blocks = bool(getattr(store, "request_path_never_blocks", False))
         self._peek: Callable[[str, tuple[Any, ...]], Any] | None = getattr(store, "peek", None)
         self._verified = _verified_keys(store, clock, audit_successes)
+        self._now_seconds = seconds_clock(clock)
         self.accept_verified: AcceptVerified = (
             self._verified.accept if self._verified is not None else _general_flow_only
         )
@@ -494,20 +495,18 @@ class Authenticator:
     # -- audit --------------------------------------------------------------------------------
     def _emit(self, type_: str, *, client_ip: IPAddress | None = None, **fields: Any) -> None:
         if self.audit:
-            ip = str(client_ip) if client_ip is not None else None
+            ip = ip_text(client_ip)
             self.audit.emit(AuditEvent(type_, self._now(), client_ip=ip, **fields))
 
     def _failed(
-        self, error: AuthError, ip: IPAddress | None, method: str | None, path: str | None
+        self, error: AuthError, ip: IPAddress | str | None, method: str | None, path: str | None
     ) -> None:
-        self._emit(
-            "auth.failed",
-            key_id=error.key_id,
-            code=error.code.value,
-            client_ip=ip,
-            method=method,
-            path=path,
-        )
+        # auth.failed is the event of every refused request: raw fields, no event object
+        # unless a sink needs one (see AuditEmitter.emit_failure).
+        if self.audit:
+            self.audit.emit_failure(
+                self._now_seconds(), error.key_id, error.code.value, ip_text(ip), method, path
+            )
 
     def _succeeded(
         self, value: object, ip: IPAddress | None, method: str | None, path: str | None

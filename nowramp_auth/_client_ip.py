@@ -19,6 +19,7 @@ __all__ = [
     "IPNetwork",
     "NetworkSet",
     "ip_allowed",
+    "ip_text",
     "parse_ip",
     "parse_networks",
     "resolve_client_ip",
@@ -48,6 +49,24 @@ def _parse_ip_cached(value: str) -> IPAddress | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+_TEXTS: dict[int, tuple[IPAddress, str]] = {}
+
+
+def ip_text(address: IPAddress | str | None) -> str | None:
+    """An address as text (for audit events); cached per address object, as ``str()`` of an
+    ``ipaddress`` object is slow and the same objects repeat (see :func:`parse_ip`)."""
+    if address is None or isinstance(address, str):
+        return address
+    cached = _TEXTS.get(id(address))
+    if cached is not None and cached[0] is address:
+        return cached[1]
+    text = str(address)
+    if len(_TEXTS) >= 8192:
+        _TEXTS.clear()
+    _TEXTS[id(address)] = (address, text)
+    return text
 
 
 class NetworkSet:

@@ -114,7 +114,7 @@ class AuthError(Exception):
         self.retry_after = retry_after
         self.key_id = key_id
         self.rate_limit = rate_limit
-        super().__init__(self.code.value)
+        self.args = (self.code,)  # a str Enum: its value, without the Enum descriptor
 
     @property
     def status_code(self) -> int:
@@ -152,12 +152,27 @@ class AuthError(Exception):
             error["retry_after"] = self.retry_after
         return {"error": error}
 
+    @property
+    def plain(self) -> bool:
+        """True when the answer is the code's standard one (no detail, scopes, retry time or
+        limit state): then body and headers come ready-made from the catalogue."""
+        return not (
+            self.detail or self.required_scopes or self.retry_after is not None or self.rate_limit
+        )
+
     def body(self) -> bytes:
         """The JSON body as bytes."""
+        if self.plain:
+            return _PLAIN_BODIES[self.code]
         return json.dumps(self.to_dict(), separators=(",", ":")).encode()
 
     def headers(self) -> list[tuple[str, str]]:
         """Response headers: content type, ``WWW-Authenticate`` on 401, ``Retry-After``."""
+        if self.plain:
+            return list(_PLAIN_HEADERS[self.code])
+        return self._headers()
+
+    def _headers(self) -> list[tuple[str, str]]:
         headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
         if self.status_code == 401:
             challenge = _SESSION_CHALLENGE if self.code in _SESSION_CODES else _API_KEY_CHALLENGE
@@ -167,3 +182,12 @@ class AuthError(Exception):
         if self.rate_limit is not None:
             headers.extend(self.rate_limit.headers())
         return headers
+
+
+# Refusals are answered on every bad request: the standard answer of each code is rendered
+# once, here.
+_PLAIN_BODIES = {
+    code: json.dumps(AuthError(code).to_dict(), separators=(",", ":")).encode()
+    for code in ErrorCode
+}
+_PLAIN_HEADERS = {code: tuple(AuthError(code)._headers()) for code in ErrorCode}

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._authenticator import Authenticator
 from ._context import request_var
-from ._errors import AuthError
+from ._errors import AuthError, ErrorCode
 from ._guards import middleware_options, required_scopes, scope_guard
 from ._http import MAX_WIDGET_BODY, create_widget_session_async, session_created
 from ._models import Principal
@@ -248,8 +248,27 @@ async def _send_http(send: Send, status: int, headers: list[tuple[str, str]], bo
     await send({"type": "http.response.body", "body": body})
 
 
+_PLAIN_REFUSALS: dict[ErrorCode, tuple[int, list[tuple[bytes, bytes]], bytes]] = {}
+
+
+def _plain_refusal(code: ErrorCode) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    # The standard answer of each code, encoded for ASGI once.
+    cached = _PLAIN_REFUSALS.get(code)
+    if cached is None:
+        error = AuthError(code)
+        body = error.body()
+        raw = [*_raw(error.headers()), (b"content-length", str(len(body)).encode())]
+        cached = _PLAIN_REFUSALS[code] = (error.status_code, raw, body)
+    return cached
+
+
 async def _refuse(scope: Scope, send: Send, error: AuthError) -> None:
     if scope["type"] == "http":
+        if error.plain:
+            status, raw, body = _plain_refusal(error.code)
+            await send({"type": "http.response.start", "status": status, "headers": list(raw)})
+            await send({"type": "http.response.body", "body": body})
+            return
         await _send_http(send, error.status_code, error.headers(), error.body())
     elif "websocket.http.response" in scope.get("extensions", {}):
         raw = _raw(error.headers())
