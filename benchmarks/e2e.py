@@ -1,115 +1,182 @@
-"""End to end: uvicorn (1 worker) serving the bare app and ours, driven over loopback by a
-load generator in a separate process: a fixed number of requests at fixed concurrency."""
+"""End to end: real servers over loopback, driven by ``wrk`` (Debian package ``wrk``; a C
+load generator, so on a 2-core machine the server, not the generator, is what is measured).
+Without ``wrk`` on PATH, the small asyncio generator in ``loadgen`` stands in (and says so).
+
+* uvicorn, 1 worker (``--no-proxy-headers``): bare Starlette, Starlette's
+  ``AuthenticationMiddleware`` (hand-rolled dict + SHA-256), ours on the memory store, ours on
+  Redis with a warm cache (an unlimited key and a rate-limited key that never reaches its
+  limit).
+* gunicorn (1 worker, 4 threads) + Flask: bare, and ours on the memory store.
+
+Cases run in interleaved rounds; each figure is the median over rounds.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 
-from nowramp_auth import KeyManager, RedisKeyStore
+from nowramp_auth import KeyManager, RateLimit, RedisKeyStore
 from tests.redis_servers import free_port
 
+from .e2e_app import PEER_KEY
+
 ROOT = Path(__file__).resolve().parent.parent
+CONNECTIONS = 32
+
+UVICORN_BARE = "uvicorn: bare Starlette"
+UVICORN_PEER = "uvicorn: Starlette AuthenticationMiddleware"
+UVICORN_MEMORY = "uvicorn: ours, memory store"
+UVICORN_REDIS = "uvicorn: ours, Redis (warm cache)"
+UVICORN_LIMITED = "uvicorn: ours, Redis, rate-limited key"
+GUNICORN_BARE = "gunicorn: bare Flask"
+GUNICORN_MEMORY = "gunicorn: Flask + ours, memory store"
 
 
-def _serve(mode: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+def load_generator() -> str:
+    """``wrk`` when installed, else the Python stand-in."""
+    return "wrk" if shutil.which("wrk") else "python loadgen (install wrk for real figures)"
+
+
+def _serve(server: str, mode: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
+    if server == "uvicorn":
+        args = ["uvicorn", "benchmarks.e2e_app:app", "--host", "127.0.0.1", "--port", str(port)]
+        args += ["--log-level", "warning", "--no-access-log", "--no-proxy-headers"]
+    else:
+        args = ["gunicorn", "--workers", "1", "--threads", "4", "--bind", f"127.0.0.1:{port}"]
+        args += ["--log-level", "warning", "benchmarks.e2e_app:wsgi"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "benchmarks.e2e_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
+        [sys.executable, "-m", *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "BENCH_MODE": mode, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while True:
         try:
             httpx.get(f"http://127.0.0.1:{port}/quotes", timeout=1)
             return process, port
         except httpx.HTTPError:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
-                raise RuntimeError(f"uvicorn ({mode}) did not start") from None
+                raise RuntimeError(f"{server} ({mode}) did not start") from None
             time.sleep(0.1)
 
 
-def _load(port: int, total: int, concurrency: int, key: str | None) -> dict[str, object]:
+def _wrk(port: int, seconds: float, key: str | None) -> dict[str, float]:
+    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--latency"]
+    if key:
+        command += ["-H", f"X-API-Key: {key}"]
+    out = subprocess.run(
+        [*command, f"http://127.0.0.1:{port}/quotes"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return {"rps": rps, "p50_ms": _latency(out, "50%"), "p99_ms": _latency(out, "99%")}
+
+
+def _latency(out: str, percentile: str) -> float:
+    match = re.search(rf"^\s+{re.escape(percentile)}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    if match is None:
+        raise RuntimeError(f"no {percentile} latency in wrk output:\n{out}")
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def _python_load(port: int, seconds: float, key: str | None) -> dict[str, float]:
+    total = max(200, int(seconds * 1500))
     headers = [f"X-API-Key: {key}"] if key else []
     out = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "benchmarks.loadgen",
-            "127.0.0.1",
-            str(port),
-            "/quotes",
-            str(total),
-            str(concurrency),
-            *headers,
+            *[sys.executable, "-m", "benchmarks.loadgen", "127.0.0.1", str(port), "/quotes"],
+            *[str(total), str(CONNECTIONS), *headers],
         ],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
     )
-    result: dict[str, object] = json.loads(out.stdout)
-    if set(result["statuses"]) != {"200"}:  # type: ignore[arg-type]
+    result = json.loads(out.stdout)
+    if set(result["statuses"]) != {"200"}:
         raise RuntimeError(f"unexpected statuses {result['statuses']}")
-    return result
+    return {k: float(result[k]) for k in ("rps", "p50_ms", "p99_ms")}
 
 
-def run(
-    *, total: int, concurrency: int, rounds: int, redis_url: str
-) -> dict[str, dict[str, float]]:
+def _load(port: int, seconds: float, key: str | None) -> dict[str, float]:
+    if shutil.which("wrk"):
+        return _wrk(port, seconds, key)
+    return _python_load(port, seconds, key)
+
+
+def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, float]]:
+    """Requests/s and latency percentiles per case (medians over ``rounds``)."""
+    namespace = "bench-e2e"
+    store = RedisKeyStore.from_url(redis_url, namespace=namespace)
+    manager = KeyManager(store)
+    redis_key = manager.create(scopes=["quotes:read"], allowed_ips=["127.0.0.0/8"]).secret
+    limited_key = manager.create(
+        scopes=["quotes:read"],
+        allowed_ips=["127.0.0.0/8"],
+        rate_limit=RateLimit(10**9, timedelta(hours=1)),
+    ).secret
+    store.close()
+    redis_env = {"BENCH_REDIS_URL": redis_url, "BENCH_NAMESPACE": namespace}
     with tempfile.TemporaryDirectory() as directory:
-        key_file = Path(directory) / "key"
-        store = RedisKeyStore.from_url(redis_url, namespace="bench-e2e")
-        redis_key = (
-            KeyManager(store).create(scopes=["quotes:read"], allowed_ips=["127.0.0.0/8"]).secret
-        )
-        store.close()
-        servers = {
-            "bare Starlette": _serve("bare", {}),
-            "ours, memory store": _serve("memory", {"BENCH_KEY_FILE": str(key_file)}),
-            "ours, Redis (warm cache)": _serve(
-                "redis", {"BENCH_REDIS_URL": redis_url, "BENCH_NAMESPACE": "bench-e2e"}
-            ),
+        files = {name: str(Path(directory) / name) for name in ("uvicorn", "gunicorn")}
+        plan = {
+            UVICORN_BARE: ("uvicorn", "bare", {}),
+            UVICORN_PEER: ("uvicorn", "peer", {}),
+            UVICORN_MEMORY: ("uvicorn", "memory", {"BENCH_KEY_FILE": files["uvicorn"]}),
+            UVICORN_REDIS: ("uvicorn", "redis", redis_env),
+            GUNICORN_BARE: ("gunicorn", "flask-bare", {}),
+            GUNICORN_MEMORY: ("gunicorn", "flask-memory", {"BENCH_KEY_FILE": files["gunicorn"]}),
         }
+        servers = {name: _serve(*spec) for name, spec in plan.items()}
+        servers[UVICORN_LIMITED] = servers[UVICORN_REDIS]
         keys = {
-            "bare Starlette": None,
-            "ours, memory store": key_file.read_text(),
-            "ours, Redis (warm cache)": redis_key,
+            UVICORN_BARE: None,
+            UVICORN_PEER: PEER_KEY,
+            UVICORN_MEMORY: Path(files["uvicorn"]).read_text(),
+            UVICORN_REDIS: redis_key,
+            UVICORN_LIMITED: limited_key,
+            GUNICORN_BARE: None,
+            GUNICORN_MEMORY: Path(files["gunicorn"]).read_text(),
         }
-        samples: dict[str, list[dict[str, object]]] = {name: [] for name in servers}
+        order = [
+            UVICORN_BARE,
+            UVICORN_PEER,
+            UVICORN_MEMORY,
+            UVICORN_REDIS,
+            UVICORN_LIMITED,
+            GUNICORN_BARE,
+            GUNICORN_MEMORY,
+        ]
+        samples: dict[str, list[dict[str, float]]] = {name: [] for name in order}
         try:
-            for name, (_, port) in servers.items():  # warm up
-                _load(port, max(100, total // 10), concurrency, keys[name])
+            for name in order:  # warm up: imports, caches, connections, the script
+                _load(servers[name][1], 1, keys[name])
             for index in range(rounds):
-                names = list(servers)
-                names = names[index % len(names) :] + names[: index % len(names)]
-                for name in names:
-                    samples[name].append(_load(servers[name][1], total, concurrency, keys[name]))
+                shift = index % len(order)
+                for name in order[shift:] + order[:shift]:
+                    samples[name].append(_load(servers[name][1], seconds, keys[name]))
         finally:
-            for process, _ in servers.values():
+            for process, _ in set(servers.values()):
                 process.terminate()
                 process.wait(timeout=10)
 
@@ -117,10 +184,6 @@ def run(
         return sorted(values)[len(values) // 2]
 
     return {
-        name: {
-            "rps": median([float(s["rps"]) for s in runs]),  # type: ignore[arg-type]
-            "p50_ms": median([float(s["p50_ms"]) for s in runs]),  # type: ignore[arg-type]
-            "p99_ms": median([float(s["p99_ms"]) for s in runs]),  # type: ignore[arg-type]
-        }
+        name: {field: median([s[field] for s in runs]) for field in ("rps", "p50_ms", "p99_ms")}
         for name, runs in samples.items()
     }

@@ -1,17 +1,30 @@
-"""The app uvicorn serves in the end-to-end benchmark. ``BENCH_MODE``: bare, memory or redis.
+"""The apps the end-to-end benchmark serves. ``BENCH_MODE``:
 
-For ``memory`` the app creates its key itself and writes it to ``BENCH_KEY_FILE`` (a
-benchmark-only hand-off); for ``redis`` the benchmark creates the key in ``BENCH_REDIS_URL``.
+* uvicorn (``app``): ``bare``; ``peer`` (Starlette's ``AuthenticationMiddleware`` with a
+  dict + SHA-256 backend); ``memory`` and ``redis`` (ours, ``@require_scopes`` route).
+* gunicorn (``wsgi``): ``flask-bare``, ``flask-memory`` (ours).
+
+For the memory modes the app creates its key itself and writes it to ``BENCH_KEY_FILE`` (a
+benchmark-only hand-off); for ``redis`` the benchmark creates the keys in ``BENCH_REDIS_URL``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
+from typing import Any, ClassVar
 
 from starlette.applications import Starlette
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    AuthenticationError,
+    SimpleUser,
+)
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
@@ -19,6 +32,7 @@ from nowramp_auth import Authenticator, KeyManager, MemoryKeyStore, RedisKeyStor
 from nowramp_auth.starlette import ApiKeyMiddleware, require_scopes
 
 MODE = os.environ.get("BENCH_MODE", "bare")
+PEER_KEY = "hand-rolled-key-0123456789abcdef0123456789"
 
 
 async def bare(request: Request) -> JSONResponse:
@@ -30,14 +44,38 @@ async def guarded(request: Request) -> JSONResponse:
     return JSONResponse({"quotes": []})
 
 
-def _build() -> Starlette:
+class DictBackend(AuthenticationBackend):
+    """What a team would hand-roll: SHA-256 of the header, looked up in a dict."""
+
+    keys: ClassVar[dict[str, list[str]]] = {
+        hashlib.sha256(PEER_KEY.encode()).hexdigest(): ["quotes:read"]
+    }
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, SimpleUser] | None:
+        key = conn.headers.get("x-api-key")
+        if not key:
+            return None
+        scopes = self.keys.get(hashlib.sha256(key.encode()).hexdigest())
+        if scopes is None:
+            raise AuthenticationError("invalid key")
+        return AuthCredentials(scopes), SimpleUser("partner")
+
+
+def _memory_authenticator() -> Authenticator:
+    store = MemoryKeyStore()
+    issued = KeyManager(store).create(scopes=["quotes:read"], allowed_ips=["127.0.0.0/8"])
+    Path(os.environ["BENCH_KEY_FILE"]).write_text(issued.secret)
+    return Authenticator(store)
+
+
+def _asgi() -> Starlette:
     if MODE == "bare":
         return Starlette(routes=[Route("/quotes", bare)])
+    if MODE == "peer":
+        backend = Middleware(AuthenticationMiddleware, backend=DictBackend())
+        return Starlette(routes=[Route("/quotes", bare)], middleware=[backend])
     if MODE == "memory":
-        store = MemoryKeyStore()
-        issued = KeyManager(store).create(scopes=["quotes:read"], allowed_ips=["127.0.0.0/8"])
-        Path(os.environ["BENCH_KEY_FILE"]).write_text(issued.secret)
-        auth = Authenticator(store)
+        auth = _memory_authenticator()
     else:
         auth = Authenticator(
             RedisKeyStore.from_url(
@@ -50,4 +88,26 @@ def _build() -> Starlette:
     )
 
 
-app = _build()
+def _wsgi() -> Any:
+    from flask import Flask, jsonify
+
+    from nowramp_auth.wsgi import ApiKeyMiddleware as WsgiMiddleware
+    from nowramp_auth.wsgi import require_scopes as wsgi_scopes
+
+    flask = Flask("bench")
+
+    def quotes() -> Any:
+        return jsonify({"quotes": []})
+
+    if MODE == "flask-bare":
+        flask.add_url_rule("/quotes", "quotes", quotes)
+        return flask
+    flask.add_url_rule("/quotes", "quotes", wsgi_scopes("quotes:read")(quotes))
+    flask.wsgi_app = WsgiMiddleware(  # type: ignore[method-assign]
+        flask.wsgi_app, authenticator=_memory_authenticator()
+    )
+    return flask
+
+
+app = _wsgi() if MODE.startswith("flask") else _asgi()
+wsgi = app

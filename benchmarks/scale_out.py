@@ -60,7 +60,7 @@ def round_trips(redis_url: str) -> dict[str, int]:
         manager = KeyManager(store)
         plain = manager.create(scopes=["quotes:read"])
         limited = manager.create(
-            scopes=["quotes:read"], rate_limit=RateLimit(10**9, timedelta(seconds=1))
+            scopes=["quotes:read"], rate_limit=RateLimit(1_000, timedelta(seconds=1))
         )
         auth, cold = Authenticator(store), Authenticator(cold_store)
         store.get_key("key_ABCDwarmup000000")

@@ -24,7 +24,7 @@ from ._clock import Clock, require_aware, seconds_clock, utc_now
 from ._credentials import Credential, read_credential
 from ._decision import decide_key, decide_session, derived, verify_session_digest
 from ._errors import AuthError, ErrorCode
-from ._fast_path import VerifiedKeys
+from ._fast_path import LimitedKey, VerifiedKeys
 from ._keys import generate_session_token, key_family, parse_key, parse_session_token
 from ._manager import validate_project_id
 from ._models import (
@@ -48,7 +48,7 @@ T = TypeVar("T")
 Op = tuple[str, tuple[Any, ...]]
 Flow = Generator[Op, Any, T]
 ClientIp = str | IPAddress | None
-AcceptVerified = Callable[..., Principal | None]
+AcceptVerified = Callable[..., Principal | LimitedKey | None]
 
 
 class Authenticator:
@@ -170,7 +170,8 @@ class Authenticator:
             raw = api_key.encode("ascii")
         except UnicodeEncodeError:
             return None
-        return self.accept_verified(raw, client_ip, required)
+        principal = self.accept_verified(raw, client_ip, required)
+        return principal if type(principal) is Principal else None
 
     def authenticate_session(
         self,
@@ -323,11 +324,11 @@ class Authenticator:
         except AuthError as error:
             error.key_id = parsed.key_id  # public, and what the caller sent: for the audit log
             raise
+        if self._verified is not None and stored is not None:
+            self._verified.remember(digest, stored, principal, derived(stored.record)[1])
         limit = stored.record.rate_limit if stored is not None else None
         if limit is not None and stored is not None:
             principal = yield from self._limit(principal, stored.record.lineage, limit, now)
-        elif self._verified is not None and stored is not None:
-            self._verified.remember(digest, stored, principal, derived(stored.record)[1])
         self.store.record_usage(principal.key_id, now)
         return principal, stored
 
@@ -335,14 +336,61 @@ class Authenticator:
         self, principal: Principal, lineage: str, limit: RateLimit, now: datetime
     ) -> Flow[Principal]:
         status: RateLimitStatus = yield ("hit_rate_limit", (lineage, limit, now))
-        if not status.allowed:
-            raise AuthError(
-                ErrorCode.RATE_LIMITED,
-                retry_after=ceil_seconds(timedelta(seconds=status.retry_after_seconds)),
-                key_id=principal.key_id,
-                rate_limit=status,
+        return _charged(principal, status)
+
+    # -- the limiter call of a verified rate-limited key (see _fast_path.LimitedKey) ----------
+    def charge(
+        self,
+        key: LimitedKey,
+        *,
+        client_ip: ClientIp = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> Principal:
+        """Make the one limiter call of a verified rate-limited key (after the route's scope
+        checks) and count the request; ``AuthError`` (audited) when the limit is used up or
+        the store cannot answer."""
+        now = self._now()
+        try:
+            status = self.store.hit_rate_limit(key.lineage, key.limit, now)
+            principal = _charged(key.principal, status)
+        except (AuthError, StoreUnavailable) as exc:
+            raise self._charge_refused(exc, client_ip, method, path) from None
+        key.usage.append(now.timestamp())
+        return principal
+
+    async def charge_async(
+        self,
+        key: LimitedKey,
+        *,
+        client_ip: ClientIp = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> Principal:
+        """Async twin of :meth:`charge` (calls in flight together share a Redis pipeline)."""
+        if self._request_path_never_blocks:
+            return self.charge(key, client_ip=client_ip, method=method, path=path)
+        now = self._now()
+        try:
+            status = await self.store.hit_rate_limit_async(  # type: ignore[attr-defined]
+                key.lineage, key.limit, now
             )
-        return dataclasses.replace(principal, rate_limit=status)
+            principal = _charged(key.principal, status)
+        except (AuthError, StoreUnavailable) as exc:
+            raise self._charge_refused(exc, client_ip, method, path) from None
+        key.usage.append(now.timestamp())
+        return principal
+
+    def _charge_refused(
+        self, exc: Exception, ip: ClientIp, method: str | None, path: str | None
+    ) -> AuthError:
+        error = (
+            exc
+            if isinstance(exc, AuthError)
+            else AuthError(ErrorCode.AUTH_UNAVAILABLE, retry_after=1)
+        )
+        self._failed(error, ip, method, path)
+        return error
 
     def _session_flow(
         self, token: object, required: Collection[str]
@@ -526,6 +574,18 @@ class Authenticator:
 
 
 _FAST_PATH_HOOKS = ("hasher", "current_key", "usage_cell", "fold_usage")
+
+
+def _charged(principal: Principal, status: RateLimitStatus) -> Principal:
+    # The principal with its limit's state, or the refusal when the limit is used up.
+    if not status.allowed:
+        raise AuthError(
+            ErrorCode.RATE_LIMITED,
+            retry_after=ceil_seconds(timedelta(seconds=status.retry_after_seconds)),
+            key_id=principal.key_id,
+            rate_limit=status,
+        )
+    return dataclasses.replace(principal, rate_limit=status)
 
 
 def _verified_keys(

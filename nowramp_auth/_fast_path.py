@@ -10,11 +10,14 @@ Per-request budget of a hit (this runs on nearly every request of a busy API)::
     one dict lookup of the peer address      (only for keys with an allowlist)
     one list append (and a length check)     (usage, folded into totals in batches)
 
+A key with a rate limit answers its :class:`LimitedKey` instead: the caller makes the one
+limiter call through :meth:`Authenticator.charge` once the route's scopes are checked.
+
 No generator, no ``datetime``, no exception and no allocation: everything else was computed
 once per record version, when the general flow accepted the key and :meth:`remember` was
 called. Anything unusual (a key never seen, a changed record, a cache that cannot vouch for
-freshness, an expired key, an address outside the allowlist, a rate limit, audited successes)
-answers ``None`` and the caller takes the general flow, which decides, audits and raises.
+freshness, an expired key, an address outside the allowlist, audited successes) answers
+``None`` and the caller takes the general flow, which decides, audits and raises.
 
 Security model: entries are keyed by the digest of the presented key, never by the plaintext,
 and are made only after the general flow accepted the key (digest compared in constant time,
@@ -35,10 +38,10 @@ from typing import NamedTuple
 
 from ._client_ip import NetworkSet, parse_ip
 from ._keys import Digest
-from ._models import Principal, StoredKey
+from ._models import Principal, RateLimit, StoredKey
 from .stores._usage import FOLD_AT
 
-__all__ = ["DEFAULT_MAX_ENTRIES", "VerifiedKeys"]
+__all__ = ["DEFAULT_MAX_ENTRIES", "LimitedKey", "VerifiedKeys"]
 
 DEFAULT_MAX_ENTRIES = 10_000
 _MAX_PEERS = 256
@@ -50,6 +53,18 @@ _EXPIRY_MARGIN = 0.001
 CurrentKey = Callable[[str], StoredKey | None]
 
 
+class LimitedKey(NamedTuple):
+    """A verified key with a rate limit: everything but the one limiter call is decided.
+
+    Built once per record version; :meth:`Authenticator.charge` makes the call (after the
+    route's scope checks), counts the request and returns the principal."""
+
+    principal: Principal
+    lineage: str
+    limit: RateLimit
+    usage: list[float]
+
+
 class _Entry(NamedTuple):
     stored: StoredKey  # the record version this entry was made from (compared by identity)
     principal: Principal
@@ -58,6 +73,7 @@ class _Entry(NamedTuple):
     allowlist: NetworkSet | None  # None: any address
     peers: dict[str | None, bool]  # the allowlist's answer per peer address, memoised
     usage: list[float]  # the store's usage cell of this key (times of requests)
+    limited: LimitedKey | None  # set for keys with a rate limit
 
 
 class VerifiedKeys:
@@ -99,16 +115,17 @@ class VerifiedKeys:
         peer: str | None,
         required: Collection[str] = (),
         _fold_at: int = FOLD_AT,
-    ) -> Principal | None:
+    ) -> Principal | LimitedKey | None:
         """The principal of a previously verified key that still passes every check from
         ``peer`` (the client address: callers pass the peer only when no forwarding header
-        can change it) and holds ``required``, counting the request; ``None`` means: take
-        the general flow."""
+        can change it) and holds ``required``, counting the request; for a key with a rate
+        limit, its :class:`LimitedKey` (not counted yet); ``None`` means: take the general
+        flow."""
         digest = self._hasher(api_key).hexdigest()
         entry = self._entries.get(digest)
         if entry is None:
             return None
-        stored, principal, key_id, expires, allowlist, peers, usage = entry
+        stored, principal, key_id, expires, allowlist, peers, usage, limited = entry
         if self._current(key_id) is not stored or not compare_digest(stored.digest, digest):
             return None
         now = self._now()
@@ -122,6 +139,8 @@ class VerifiedKeys:
                 return None
         if required and not principal.scopes.issuperset(required):
             return None
+        if limited is not None:
+            return limited
         usage.append(now)
         if len(usage) > _fold_at:
             self._fold(key_id, usage)
@@ -143,7 +162,10 @@ class VerifiedKeys:
             _NEVER if record.expires_at is None else record.expires_at.timestamp() - _EXPIRY_MARGIN
         )
         usage = self._cell(record.id)
-        entry = _Entry(stored, principal, record.id, expires, allowlist or None, {}, usage)
+        limited = None
+        if record.rate_limit is not None:
+            limited = LimitedKey(principal, record.lineage, record.rate_limit, usage)
+        entry = _Entry(stored, principal, record.id, expires, allowlist or None, {}, usage, limited)
         with self._lock:
             entries = self._entries
             entries.pop(digest, None)

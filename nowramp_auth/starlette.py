@@ -15,8 +15,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._authenticator import Authenticator
+from ._client_ip import IPAddress
 from ._context import request_var
 from ._errors import AuthError, ErrorCode
+from ._fast_path import LimitedKey
 from ._guards import middleware_options, required_scopes, scope_guard
 from ._http import MAX_WIDGET_BODY, create_widget_session_async, session_created
 from ._models import Principal
@@ -85,6 +87,7 @@ class ApiKeyMiddleware:
         self._forwarded_header = b"x-forwarded-for" if authenticator.trusted_proxies else b""
         self._accept = authenticator.accept_verified
         self._credentials_cache: dict[int, tuple[Principal, ScopeCredentials]] = {}
+        self._scopes_cache: dict[frozenset[str], ScopeCredentials] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The hot path: an HTTP request carrying one X-API-Key that the authenticator has
@@ -113,6 +116,9 @@ class ApiKeyMiddleware:
                     client = scope["client"]
                     peer = client[0] if client else None
                     principal = self._accept(api_key, peer)
+                    if isinstance(principal, LimitedKey):  # one limiter call, then as below
+                        await self._limited(scope, receive, send, principal, peer, path)
+                        return
                     if principal is not None:
                         scope["user"] = principal
                         credentials = self._credentials_cache.get(id(principal))
@@ -137,11 +143,22 @@ class ApiKeyMiddleware:
         cached = self._credentials_cache.get(id(principal))
         if cached is not None and cached[0] is principal:
             return cached
-        cached = (principal, ScopeCredentials(principal.scopes))
+        cached = (principal, self._scope_credentials(principal.scopes))
         if len(self._credentials_cache) >= 4096:
             self._credentials_cache.clear()
         self._credentials_cache[id(principal)] = cached
         return cached
+
+    def _scope_credentials(self, scopes: frozenset[str]) -> ScopeCredentials:
+        # Principals of rate-limited keys are new per request (they carry the limit's
+        # state), their scopes are not: one credentials object per scope set.
+        credentials = self._scopes_cache.get(scopes)
+        if credentials is None:
+            credentials = ScopeCredentials(scopes)
+            if len(self._scopes_cache) >= 4096:
+                self._scopes_cache.clear()
+            self._scopes_cache[scopes] = credentials
+        return credentials
 
     async def _general(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -165,8 +182,41 @@ class ApiKeyMiddleware:
         except AuthError as error:
             await _refuse(scope, send, error)
             return
+        await self._serve(scope, receive, send, principal, client_ip, method, path)
+
+    async def _limited(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        key: LimitedKey,
+        peer: str | None,
+        path: str,
+    ) -> None:
+        method = scope["method"]
+        try:
+            principal = await self.authenticator.charge_async(
+                key, client_ip=peer, method=method, path=path
+            )
+        except AuthError as error:
+            await _refuse(scope, send, error)
+            return
+        await self._serve(scope, receive, send, principal, peer, method, path)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        principal: Principal,
+        client_ip: IPAddress | str | None,
+        method: str,
+        path: str,
+    ) -> None:
+        # An authenticated request of the general path: rate-limit headers on the response,
+        # and a downstream refusal rendered unless the response has started.
         scope["user"] = principal
-        scope["auth"] = self._credentials(principal)[1]
+        scope["auth"] = self._scope_credentials(principal.scopes)
         token = request_var.set((principal, self.authenticator, client_ip, method, path))
         extra = _raw(principal.rate_limit.headers()) if principal.rate_limit is not None else []
         started = False

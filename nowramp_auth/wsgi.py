@@ -14,10 +14,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from werkzeug.wrappers import Request, Response
 
 from ._authenticator import Authenticator
+from ._client_ip import IPAddress
 from ._context import request_var
 from ._errors import AuthError
+from ._fast_path import LimitedKey
 from ._guards import middleware_options, required_scopes, scope_guard
 from ._http import MAX_WIDGET_BODY, create_widget_session, session_created
+from ._models import Principal
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -81,6 +84,8 @@ class ApiKeyMiddleware:
                     principal = self._accept(api_key.encode("latin-1"), peer)
                 except UnicodeEncodeError:  # not a PEP 3333 string: the general path decides
                     principal = None
+                if isinstance(principal, LimitedKey):  # one limiter call first
+                    return self._limited(environ, start_response, principal, peer, path)
                 if principal is not None:
                     environ[PRINCIPAL_ENVIRON_KEY] = principal
                     method = environ.get("REQUEST_METHOD", "GET")
@@ -114,6 +119,34 @@ class ApiKeyMiddleware:
             )
         except AuthError as error:
             return _error_response(error)(environ, start_response)
+        return self._serve(environ, start_response, principal, client_ip, method, path)
+
+    def _limited(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        key: LimitedKey,
+        peer: str | None,
+        path: str,
+    ) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        try:
+            principal = self.authenticator.charge(key, client_ip=peer, method=method, path=path)
+        except AuthError as error:
+            return _error_response(error)(environ, start_response)
+        return self._serve(environ, start_response, principal, peer, method, path)
+
+    def _serve(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        principal: Principal,
+        client_ip: IPAddress | str | None,
+        method: str,
+        path: str,
+    ) -> Iterable[bytes]:
+        # An authenticated request of the general path: rate-limit headers on the response.
+        auth = self.authenticator
         environ[PRINCIPAL_ENVIRON_KEY] = principal
         extra = principal.rate_limit.headers() if principal.rate_limit is not None else []
 

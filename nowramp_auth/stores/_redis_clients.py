@@ -289,6 +289,9 @@ class RedisClients:
                 state.ready = True
 
     async def _acquire(self, state: _LoopState) -> None:
+        if not state.gate.locked():  # a permit is free: take it without a timer
+            await state.gate.acquire()
+            return
         try:
             await asyncio.wait_for(state.gate.acquire(), self.queue_timeout)
         except TimeoutError:

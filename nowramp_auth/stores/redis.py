@@ -35,6 +35,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import secrets
@@ -173,6 +174,8 @@ class RedisKeyStore:
             max_connections=max_connections,
             queue_timeout=queue_timeout,
         )
+        self._member_prefix = secrets.token_hex(6) + ":"
+        self._members = itertools.count()
         self._flush_interval = usage_flush_interval
         self._invalidation = invalidation
         self._lock = threading.Lock()
@@ -206,6 +209,7 @@ class RedisKeyStore:
     def _after_fork(self) -> None:
         # Threads and sockets do not survive fork (e.g. gunicorn --preload): start fresh.
         self._lock = threading.Lock()
+        self._member_prefix = secrets.token_hex(6) + ":"  # the child is another process
         self._clients.after_fork()
         self._usage.reset()
         self._listener = self._new_listener()
@@ -333,7 +337,8 @@ class RedisKeyStore:
     def _rate_call(self, lineage: str, limit: RateLimit) -> tuple[list[str], list[Any]]:
         keys = [self.names.rate_log(lineage), self.names.rate_counts(lineage)]
         sub_windows = 0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS
-        return keys, [limit.requests, limit.window_ms, secrets.token_hex(8), sub_windows]
+        member = f"{self._member_prefix}{next(self._members)}"  # unique in every process
+        return keys, [limit.requests, limit.window_ms, member, sub_windows]
 
     def hit_rate_limit(self, lineage: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
         """One atomic step of the lineage's budget on Redis' clock (``now`` is not used)."""
