@@ -13,7 +13,6 @@ carry the key id (public), never the key.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable, Collection, Generator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -585,7 +584,17 @@ def _charged(principal: Principal, status: RateLimitStatus) -> Principal:
             key_id=principal.key_id,
             rate_limit=status,
         )
-    return dataclasses.replace(principal, rate_limit=status)
+    return Principal(  # not dataclasses.replace: this runs per rate-limited request
+        principal.key_id,
+        principal.key_type,
+        principal.scopes,
+        principal.project_id,
+        principal.kind,
+        principal.session_id,
+        principal.customer_id,
+        principal.metadata,
+        status,
+    )
 
 
 def _verified_keys(

@@ -23,7 +23,7 @@ import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from ._errors import StoreUnavailable
 from ._redis_clients import unavailable
@@ -107,11 +107,29 @@ class ScriptPipeline:
 
 
 async def _execute(client: Any, *, sha: str, calls: list[_Call]) -> list[Any]:
-    pipe = client.pipeline(transaction=False)
-    for keys, args, _ in calls:
-        pipe.evalsha(sha, len(keys), *keys, *args)
-    results: list[Any] = await pipe.execute(raise_on_error=False)
-    return results
+    # One write of every call, then one reply per call, on one connection of the client's
+    # pool: what redis-py's Pipeline does, without its per-command retry and callback layers
+    # (this is the request path of every rate-limited request). An error reply belongs to
+    # its call only; any other failure leaves the connection's state unknown: drop it.
+    pool = client.connection_pool
+    connection = await pool.get_connection()
+    try:
+        packed = connection.pack_commands(
+            [("EVALSHA", sha, len(keys), *keys, *args) for keys, args, _ in calls]
+        )
+        await connection.send_packed_command(packed)
+        results: list[Any] = []
+        for _ in calls:
+            try:
+                results.append(await connection.read_response())
+            except ResponseError as error:  # this call's own error reply (e.g. NOSCRIPT)
+                results.append(error)
+        return results
+    except BaseException:
+        await connection.disconnect(nowait=True)
+        raise
+    finally:
+        await pool.release(connection)
 
 
 async def _evalsha(client: Any, *, sha: str, keys: Sequence[str], args: Sequence[Any]) -> Any:

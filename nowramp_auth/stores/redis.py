@@ -176,6 +176,7 @@ class RedisKeyStore:
         )
         self._member_prefix = secrets.token_hex(6) + ":"
         self._members = itertools.count()
+        self._rate_calls: dict[tuple[str, RateLimit], tuple[list[str], int, int, int]] = {}
         self._flush_interval = usage_flush_interval
         self._invalidation = invalidation
         self._lock = threading.Lock()
@@ -335,10 +336,18 @@ class RedisKeyStore:
             raise ValueError(f"session id {session.id} already exists")
 
     def _rate_call(self, lineage: str, limit: RateLimit) -> tuple[list[str], list[Any]]:
-        keys = [self.names.rate_log(lineage), self.names.rate_counts(lineage)]
-        sub_windows = 0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS
+        # Key names and arguments are built once per (lineage, limit): this runs per request.
+        call = self._rate_calls.get((lineage, limit))
+        if call is None:
+            keys = [self.names.rate_log(lineage), self.names.rate_counts(lineage)]
+            sub_windows = 0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS
+            call = (keys, limit.requests, limit.window_ms, sub_windows)
+            if len(self._rate_calls) >= 10_000:
+                self._rate_calls.clear()
+            self._rate_calls[(lineage, limit)] = call
+        keys, requests, window_ms, sub_windows = call
         member = f"{self._member_prefix}{next(self._members)}"  # unique in every process
-        return keys, [limit.requests, limit.window_ms, member, sub_windows]
+        return keys, [requests, window_ms, member, sub_windows]
 
     def hit_rate_limit(self, lineage: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
         """One atomic step of the lineage's budget on Redis' clock (``now`` is not used)."""
