@@ -45,10 +45,10 @@ class SlidingLog:
         times = self.times
         while times and times[0] <= now_ms - window_ms:
             times.popleft()
-        while len(times) > requests:  # the limit was lowered
-            times.popleft()
-        if len(times) >= requests:
-            retry_ms = times[0] + window_ms - now_ms
+        count = len(times)  # may exceed a lowered limit: every time stays counted
+        if count >= requests:
+            # Room comes back when all but requests - 1 of the logged times have left.
+            retry_ms = times[count - requests] + window_ms - now_ms
             return RateLimitStatus(
                 limit=requests,
                 remaining=0,
