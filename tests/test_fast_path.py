@@ -1,0 +1,174 @@
+"""The verified-credential fast path changes nothing but the cost: after a key was accepted
+once, every change (revocation, rotation, update, expiry, another address, a rate limit) is
+seen by the very next request, through both adapters; shared per-key objects are immutable;
+the fast path is really taken."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from nowramp_auth import RateLimit
+from nowramp_auth._fast_path import LimitedKey
+from nowramp_auth.testing import AuthKit, auth_kit
+from tests.harness import CALLERS
+
+OK_ADDRESS = "198.51.100.7"
+
+
+@pytest.fixture(params=sorted(CALLERS))
+def adapter(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _revoke(kit: AuthKit, key_id: str) -> None:
+    kit.manager.revoke(key_id)
+
+
+def _rotate_past_grace(kit: AuthKit, key_id: str) -> None:
+    kit.manager.rotate(key_id, grace=timedelta(minutes=1))
+    kit.clock.advance(minutes=2)
+
+
+def _drop_scope(kit: AuthKit, key_id: str) -> None:
+    kit.manager.update(key_id, scopes=["orders:read"])
+
+
+def _move_allowlist(kit: AuthKit, key_id: str) -> None:
+    kit.manager.update(key_id, allowed_ips=["192.0.2.0/24"])
+
+
+def _expire(kit: AuthKit, key_id: str) -> None:
+    kit.clock.advance(hours=2)
+
+
+def _limit_to_one(kit: AuthKit, key_id: str) -> None:
+    kit.manager.update(key_id, rate_limit=RateLimit(1, timedelta(hours=1)))
+
+
+CHANGES = [
+    pytest.param(_revoke, 401, "INVALID_API_KEY", id="revoked"),
+    pytest.param(_rotate_past_grace, 401, "API_KEY_EXPIRED", id="rotated-past-grace"),
+    pytest.param(_drop_scope, 403, "INSUFFICIENT_PERMISSIONS", id="scope-removed"),
+    pytest.param(_move_allowlist, 403, "IP_NOT_ALLOWED", id="allowlist-moved"),
+    pytest.param(_expire, 401, "API_KEY_EXPIRED", id="expired"),
+    pytest.param(_limit_to_one, 429, "RATE_LIMITED", id="rate-limited"),
+]
+
+
+@pytest.mark.parametrize(("change", "status", "code"), CHANGES)
+def test_the_next_request_sees_every_change(adapter: str, change, status: int, code: str):
+    kit = auth_kit()
+    issued = kit.key(
+        "quotes:read",
+        allowed_ips=["198.51.100.0/24"],
+        expires_at=kit.clock.now + timedelta(hours=1),
+    )
+    call = CALLERS[adapter](kit.authenticator)
+    headers = [("X-API-Key", issued.secret)]
+    for _ in range(3):  # the first one verifies in full; the others take the fast path
+        assert call("GET", "/quotes", headers, client_ip=OK_ADDRESS).status == 200
+    assert kit.authenticator.accept_verified(issued.secret.encode(), OK_ADDRESS) is not None
+    change(kit, issued.key.id)
+    if code == "RATE_LIMITED":  # the one request the new limit allows
+        assert call("GET", "/quotes", headers, client_ip=OK_ADDRESS).status == 200
+    answer = call("GET", "/quotes", headers, client_ip=OK_ADDRESS)
+    assert (answer.status, answer.code) == (status, code)
+    assert kit.audit.events[-1].code == code  # refusals are audited as before
+
+
+def test_another_address_is_refused_after_an_allowed_one(adapter: str):
+    kit = auth_kit()
+    issued = kit.key("quotes:read", allowed_ips=["198.51.100.0/24"])
+    call = CALLERS[adapter](kit.authenticator)
+    headers = [("X-API-Key", issued.secret)]
+    assert call("GET", "/quotes", headers, client_ip=OK_ADDRESS).status == 200
+    assert call("GET", "/quotes", headers, client_ip=OK_ADDRESS).status == 200
+    answer = call("GET", "/quotes", headers, client_ip="203.0.113.9")
+    assert (answer.status, answer.code) == (403, "IP_NOT_ALLOWED")
+    assert call("GET", "/quotes", headers, client_ip="testclient").code == "IP_NOT_ALLOWED"
+
+
+def test_forwarded_for_behind_a_trusted_proxy_still_decides(adapter: str):
+    kit = auth_kit(trusted_proxies=["10.0.0.0/8"])
+    issued = kit.key("quotes:read", allowed_ips=["198.51.100.0/24"])
+    call = CALLERS[adapter](kit.authenticator)
+    forwarded = [("X-API-Key", issued.secret), ("X-Forwarded-For", OK_ADDRESS)]
+    for _ in range(2):
+        assert call("GET", "/quotes", forwarded, client_ip="10.1.1.1").status == 200
+    spoofed = [("X-API-Key", issued.secret), ("X-Forwarded-For", "203.0.113.9")]
+    assert call("GET", "/quotes", spoofed, client_ip="10.1.1.1").code == "IP_NOT_ALLOWED"
+
+
+def test_usage_counts_every_request_of_both_paths(adapter: str):
+    kit = auth_kit()
+    issued = kit.key("quotes:read")
+    call = CALLERS[adapter](kit.authenticator)
+    for _ in range(2500):  # more than one usage cell fold
+        call("GET", "/quotes", [("X-API-Key", issued.secret)])
+    assert kit.manager.get(issued.key.id).request_count == 2500
+    assert kit.manager.get(issued.key.id).last_used_at == kit.clock.now
+
+
+def test_a_rate_limited_key_is_charged_once_per_accepted_request(adapter: str):
+    kit = auth_kit()
+    issued = kit.key("quotes:read", rate_limit=RateLimit(5, timedelta(hours=1)))
+    call = CALLERS[adapter](kit.authenticator)
+    headers = [("X-API-Key", issued.secret)]
+    statuses = [call("GET", "/quotes", headers).status for _ in range(8)]
+    assert statuses == [200] * 5 + [429] * 3
+    assert isinstance(kit.authenticator.accept_verified(issued.secret.encode(), None), LimitedKey)
+    assert kit.manager.get(issued.key.id).request_count == 5
+
+
+def test_shared_objects_are_immutable():
+    kit = auth_kit()
+    issued = kit.key("quotes:read", metadata={"account": "acct_1"})
+    principal = kit.authenticator.authenticate(issued.secret)
+    again = kit.authenticator.authenticate(issued.secret)
+    assert again is principal  # one object per record version ...
+    with pytest.raises(TypeError):
+        principal.metadata["account"] = "other"  # type: ignore[index]  # ... read-only
+    from nowramp_auth.starlette import ScopeCredentials
+
+    credentials = ScopeCredentials(principal.scopes)
+    assert credentials.scopes == ("quotes:read",)
+    with pytest.raises(AttributeError):
+        credentials.scopes = ["admin"]  # type: ignore[misc]
+
+
+def test_a_handler_cannot_change_another_requests_scopes():
+    from starlette.applications import Starlette
+    from starlette.authentication import requires
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from nowramp_auth.starlette import ApiKeyMiddleware
+
+    kit = auth_kit()
+    issued = kit.key("quotes:read")
+    mutations = []
+
+    async def greedy(request: Request) -> PlainTextResponse:
+        try:
+            request.auth.scopes.append("customers:read")
+            mutations.append("appended")
+        except AttributeError:
+            mutations.append("refused")
+        return PlainTextResponse("ok")
+
+    @requires("customers:read")
+    async def customers(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("customers")
+
+    app = Starlette(routes=[Route("/greedy", greedy), Route("/customers", customers)])
+    app.add_middleware(ApiKeyMiddleware, authenticator=kit.authenticator)
+    client = TestClient(app)
+    headers = {"X-API-Key": issued.secret}
+    for _ in range(3):
+        assert client.get("/greedy", headers=headers).status_code == 200
+    assert mutations == ["refused"] * 3
+    assert client.get("/customers", headers=headers).status_code == 403
