@@ -355,7 +355,7 @@ class Authenticator:
             principal = _charged(key.principal, status)
         except (AuthError, StoreUnavailable) as exc:
             raise self._charge_refused(exc, client_ip, method, path) from None
-        key.usage.append(now.timestamp())
+        self.store.record_usage(principal.key_id, now)
         return principal
 
     async def charge_async(
@@ -377,7 +377,7 @@ class Authenticator:
             principal = _charged(key.principal, status)
         except (AuthError, StoreUnavailable) as exc:
             raise self._charge_refused(exc, client_ip, method, path) from None
-        key.usage.append(now.timestamp())
+        self.store.record_usage(principal.key_id, now)
         return principal
 
     def _charge_refused(

@@ -62,7 +62,6 @@ class LimitedKey(NamedTuple):
     principal: Principal
     lineage: str
     limit: RateLimit
-    usage: list[float]
 
 
 class _Entry(NamedTuple):
@@ -164,7 +163,7 @@ class VerifiedKeys:
         usage = self._cell(record.id)
         limited = None
         if record.rate_limit is not None:
-            limited = LimitedKey(principal, record.lineage, record.rate_limit, usage)
+            limited = LimitedKey(principal, record.lineage, record.rate_limit)
         entry = _Entry(stored, principal, record.id, expires, allowlist or None, {}, usage, limited)
         with self._lock:
             entries = self._entries
