@@ -202,3 +202,34 @@ async def _burst_over_http(base: str, secrets: list[str]) -> Counter[int]:
             *[client.get("/quotes", headers={"X-API-Key": s}) for s in secrets]
         )
     return Counter(r.status_code for r in responses)
+
+
+def test_a_script_redis_forgot_is_loaded_again_and_counted_once(
+    kind: str, request: pytest.FixtureRequest, namespace: str
+):
+    """After SCRIPT FLUSH (as after a Redis restart) every limiter call answers NOSCRIPT: it
+    did not run, so it is sent again once the script is loaded, and counts exactly once."""
+    store = make(kind, request, namespace)
+    issued = KeyManager(store).create(
+        scopes=["quotes:read"], rate_limit=RateLimit(3, timedelta(hours=1))
+    )
+    auth = Authenticator(store)
+    store._client().script_flush()
+
+    async def run() -> Counter[str]:
+        try:
+            return await _async_burst(auth, [issued.secret] * 5)
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(run()) == Counter({"ok": 3, "RATE_LIMITED": 2})
+    store._client().script_flush()
+    assert outcome_of(_sync_error(auth, issued.secret)) == "RATE_LIMITED"
+
+
+def _sync_error(auth: Authenticator, secret: str) -> BaseException | None:
+    try:
+        auth.authenticate(secret)
+    except Exception as error:
+        return error
+    return None

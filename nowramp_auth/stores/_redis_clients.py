@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -227,17 +228,18 @@ class RedisClients:
             raise unavailable(exc) from exc
 
     def sha(self, name: str) -> str:
-        """The SHA1 of script ``name`` (loaded into Redis on first use)."""
+        """The SHA1 of script ``name``: what Redis names it by (computed here, no round trip;
+        a Redis that does not know it yet answers NOSCRIPT, then :meth:`load_script`)."""
         sha = self._shas.get(name)
         if sha is None:
-            sha = self.load_script(name)
+            body: str = getattr(scripts, name)
+            sha = self._shas[name] = hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest()
         return sha
 
     def load_script(self, name: str) -> str:
-        """Load script ``name`` (again: after a Redis restart lost it) and return its SHA1."""
+        """Load script ``name`` into Redis (after NOSCRIPT) and return its SHA1."""
         body: str = getattr(scripts, name)
         sha: str = self.write(lambda client: client.script_load(body))
-        self._shas[name] = sha
         return sha
 
     def _check_policy_sync(self, client: Any) -> None:
@@ -335,14 +337,12 @@ class RedisClients:
         return await self._call_async(call, state)
 
     async def sha_async(self, name: str, *, reload: bool = False) -> str:
-        """The SHA1 of script ``name``, loaded through this loop's client when needed."""
-        known = self._shas.get(name)
-        if known is not None and not reload:
-            return known
-        body: str = getattr(scripts, name)
-        sha: str = await self.write_async(lambda client: client.script_load(body))
-        self._shas[name] = sha
-        return sha
+        """The SHA1 of script ``name``; ``reload`` first loads it through this loop's client
+        (after NOSCRIPT)."""
+        if reload:
+            body: str = getattr(scripts, name)
+            await self.write_async(lambda client: client.script_load(body))
+        return self.sha(name)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
