@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._context import refuse_scopes, request_var
 from ._errors import AuthError
 from ._http import PublicPaths
+from ._route_scopes import record_scopes, recorded_scopes
 from ._scopes import check_scope_name
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ def scope_guard(
                 return await endpoint(*args, **kwargs)
             return refuse(refuse_scopes(required))
 
+        record_scopes(async_guarded, required | recorded_scopes(endpoint))
         return async_guarded
 
     @functools.wraps(endpoint)
@@ -66,6 +68,7 @@ def scope_guard(
             return endpoint(*args, **kwargs)
         return refuse(refuse_scopes(required))
 
+    record_scopes(guarded, required | recorded_scopes(endpoint))
     return guarded
 
 

@@ -15,6 +15,7 @@ from fastapi.security import APIKeyHeader
 from ._context import check_scopes, current_principal
 from ._errors import AuthError, ErrorCode
 from ._models import Principal
+from ._route_scopes import record_scopes
 from ._scopes import check_scope_name
 
 __all__ = ["api_key_header", "scopes"]
@@ -47,4 +48,5 @@ def scopes(*required: str) -> Callable[..., Awaitable[Principal]]:
             raise AuthError(ErrorCode.MISSING_API_KEY)
         return principal
 
+    record_scopes(dependency, needed)  # checked before a rate-limited key is charged
     return dependency

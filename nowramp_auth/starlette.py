@@ -23,6 +23,7 @@ from ._guards import middleware_options, required_scopes, scope_guard
 from ._http import MAX_WIDGET_BODY, create_widget_session_async, session_created
 from ._models import Principal
 from ._openapi import OPENAPI_PARAM, declare_api_key_security
+from ._route_scopes import starlette_route_scopes
 
 __all__ = ["ApiKeyMiddleware", "ScopeCredentials", "require_scopes"]
 
@@ -88,6 +89,7 @@ class ApiKeyMiddleware:
         self._accept = authenticator.accept_verified
         self._credentials_cache: dict[int, tuple[Principal, ScopeCredentials]] = {}
         self._scopes_cache: dict[frozenset[str], ScopeCredentials] = {}
+        self._route_scopes_cache: dict[tuple[str, str], frozenset[str]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The hot path: an HTTP request carrying one X-API-Key that the authenticator has
@@ -177,7 +179,12 @@ class ApiKeyMiddleware:
         client_ip = self.authenticator.resolve_client_ip(client[0] if client else None, forwarded)
         try:
             principal = await self.authenticator.authenticate_request_async(
-                api_keys, authorizations, client_ip=client_ip, method=method, path=path
+                api_keys,
+                authorizations,
+                client_ip=client_ip,
+                required_scopes=self._route_scopes(scope, method, path),
+                method=method,
+                path=path,
             )
         except AuthError as error:
             await _refuse(scope, send, error)
@@ -195,6 +202,10 @@ class ApiKeyMiddleware:
     ) -> None:
         method = scope["method"]
         try:
+            # The commit point: the route's scopes first, then the one limiter call.
+            required = self._route_scopes(scope, method, path)
+            if not key.principal.scopes.issuperset(required):
+                raise self._scope_refusal(key, required, peer, method, path)
             principal = await self.authenticator.charge_async(
                 key, client_ip=peer, method=method, path=path
             )
@@ -202,6 +213,27 @@ class ApiKeyMiddleware:
             await _refuse(scope, send, error)
             return
         await self._serve(scope, receive, send, principal, peer, method, path)
+
+    def _route_scopes(self, scope: Scope, method: str, path: str) -> frozenset[str]:
+        # Which scopes the route's guards require (see _route_scopes), per method and path.
+        cached = self._route_scopes_cache.get((method, path))
+        if cached is None:
+            cached = starlette_route_scopes(scope)
+            if len(self._route_scopes_cache) >= 4096:
+                self._route_scopes_cache.clear()
+            self._route_scopes_cache[(method, path)] = cached
+        return cached
+
+    def _scope_refusal(
+        self, key: LimitedKey, required: frozenset[str], peer: str | None, method: str, path: str
+    ) -> AuthError:
+        error = AuthError(
+            ErrorCode.INSUFFICIENT_PERMISSIONS,
+            required_scopes=required,
+            key_id=key.principal.key_id,
+        )
+        self.authenticator.audit_refusal(error, client_ip=peer, method=method, path=path)
+        return error
 
     async def _serve(
         self,
