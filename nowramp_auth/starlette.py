@@ -172,7 +172,10 @@ class ApiKeyMiddleware:
             await self._widget_session(scope, receive, send)
             return
         if path in self.public_paths:
-            await self.app(scope, receive, send)
+            try:
+                await self.app(scope, receive, send)
+            except AuthError as error:  # a route dependency needs a credential here after all
+                await _refuse_downstream(scope, send, error)
             return
         api_keys, authorizations, forwarded = _read_headers(scope)
         client = scope.get("client")

@@ -65,3 +65,17 @@ def test_fastapi_dependency_and_decorator_are_the_commit_point():
         assert client.post("/orders", headers=headers).status_code == 403
     statuses = [client.get("/quotes", headers=headers).status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
+
+
+def test_a_scope_dependency_on_a_public_path_answers_the_standard_401():
+    kit = auth_kit()
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health(principal: Principal = Depends(scopes("quotes:read"))) -> dict[str, str]:
+        return {"key": principal.key_id}
+
+    app.add_middleware(ApiKeyMiddleware, authenticator=kit.authenticator, public_paths=["/health"])
+    answer = TestClient(app, raise_server_exceptions=False).get("/health")
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "MISSING_API_KEY"
