@@ -230,6 +230,19 @@ class Authenticator:
         flow = self._request_flow(api_keys, authorizations, ip, required_scopes, method, path)
         return (await self._run_async(flow, ip, method, path))[0]
 
+    def refuse_malformed(
+        self, api_key: bytes, client_ip: ClientIp, method: str | None, path: str | None
+    ) -> AuthError | None:
+        """The (audited) ``INVALID_API_KEY`` refusal of a sole, non-empty ``X-API-Key`` value
+        that is not a well-formed key with a valid checksum; ``None`` when it is one. What the
+        general flow would answer, without its machinery: made-up keys are the most common
+        refusal, and they never need the store."""
+        if parse_key(api_key.decode("latin-1")) is not None:
+            return None
+        error = AuthError(ErrorCode.INVALID_API_KEY)
+        self._failed(error, _ip(client_ip), method, path)
+        return error
+
     def audit_refusal(
         self,
         error: AuthError,

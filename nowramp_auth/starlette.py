@@ -87,6 +87,7 @@ class ApiKeyMiddleware:
         # a request to the general path; otherwise it is ignored (b"" matches no header name).
         self._forwarded_header = b"x-forwarded-for" if authenticator.trusted_proxies else b""
         self._accept = authenticator.accept_verified
+        self._refuse_malformed = authenticator.refuse_malformed
         self._credentials_cache: dict[int, tuple[Principal, ScopeCredentials]] = {}
         self._scopes_cache: dict[frozenset[str], ScopeCredentials] = {}
         self._route_scopes_cache: dict[tuple[str, str], frozenset[str]] = {}
@@ -114,14 +115,19 @@ class ApiKeyMiddleware:
                     elif name == forwarded:  # a client behind a trusted proxy
                         api_key = None
                         break
-                if api_key is not None:
+                if api_key:  # one non-empty X-API-Key
                     client = scope["client"]
                     peer = client[0] if client else None
                     principal = self._accept(api_key, peer)
                     if isinstance(principal, LimitedKey):  # one limiter call, then as below
                         await self._limited(scope, receive, send, principal, peer, path)
                         return
-                    if principal is not None:
+                    if principal is None:  # not a key seen before: a made-up one?
+                        error = self._refuse_malformed(api_key, peer, scope["method"], path)
+                        if error is not None:
+                            await _refuse(scope, send, error)
+                            return
+                    else:
                         scope["user"] = principal
                         credentials = self._credentials_cache.get(id(principal))
                         if credentials is None or credentials[0] is not principal:
