@@ -24,7 +24,13 @@ from ._credentials import Credential, read_credential
 from ._decision import decide_key, decide_session, derived, verify_session_digest
 from ._errors import AuthError, ErrorCode
 from ._fast_path import LimitedKey, VerifiedKeys
-from ._keys import generate_session_token, key_family, parse_key, parse_session_token
+from ._keys import (
+    ParsedKey,
+    generate_session_token,
+    key_family,
+    parse_key,
+    parse_session_token,
+)
 from ._manager import validate_project_id
 from ._models import (
     AuditEvent,
@@ -230,18 +236,34 @@ class Authenticator:
         flow = self._request_flow(api_keys, authorizations, ip, required_scopes, method, path)
         return (await self._run_async(flow, ip, method, path))[0]
 
-    def refuse_malformed(
+    def parse_presented(
         self, api_key: bytes, client_ip: ClientIp, method: str | None, path: str | None
-    ) -> AuthError | None:
-        """The (audited) ``INVALID_API_KEY`` refusal of a sole, non-empty ``X-API-Key`` value
-        that is not a well-formed key with a valid checksum; ``None`` when it is one. What the
-        general flow would answer, without its machinery: made-up keys are the most common
-        refusal, and they never need the store."""
-        if parse_key(api_key.decode("latin-1")) is not None:
-            return None
+    ) -> ParsedKey | AuthError:
+        """A sole, non-empty ``X-API-Key`` value parsed; or, when it is not a well-formed key
+        with a valid checksum, its (audited) ``INVALID_API_KEY`` refusal: what the general flow
+        would answer, without its machinery (made-up keys never need the store). Adapters
+        then verify a parsed key with :meth:`authenticate_parsed_async`."""
+        parsed = parse_key(api_key.decode("latin-1"))
+        if parsed is not None:
+            return parsed
         error = AuthError(ErrorCode.INVALID_API_KEY)
         self._failed(error, _ip(client_ip), method, path)
         return error
+
+    async def authenticate_parsed_async(
+        self,
+        api_key: str,
+        parsed: ParsedKey,
+        *,
+        client_ip: ClientIp = None,
+        required_scopes: Collection[str] = (),
+        method: str | None = None,
+        path: str | None = None,
+    ) -> Principal:
+        """The key flow for a key :meth:`parse_presented` has parsed (not parsed again)."""
+        ip = _ip(client_ip)
+        flow = self._key_flow(api_key, ip, required_scopes, parsed)
+        return (await self._run_async(flow, ip, method, path))[0]
 
     def audit_refusal(
         self,
@@ -321,12 +343,18 @@ class Authenticator:
         return require_aware(self.clock(), "clock()")
 
     def _key_flow(
-        self, api_key: object, ip: IPAddress | None, required: Collection[str]
+        self,
+        api_key: object,
+        ip: IPAddress | None,
+        required: Collection[str],
+        parsed: ParsedKey | None = None,
     ) -> Flow[tuple[Principal, StoredKey | None]]:
-        # One flat generator: this is the hot path of every request.
+        # One flat generator: every key not on the fast path comes through here.
         if api_key is None or api_key == "":
             raise AuthError(ErrorCode.MISSING_API_KEY)
-        if not isinstance(api_key, str) or (parsed := parse_key(api_key)) is None:
+        if not isinstance(api_key, str):
+            raise AuthError(ErrorCode.INVALID_API_KEY)
+        if parsed is None and (parsed := parse_key(api_key)) is None:
             raise AuthError(ErrorCode.INVALID_API_KEY)
         stored: StoredKey | None = yield ("get_key", (parsed.key_id,))
         now = self._now()
