@@ -14,13 +14,14 @@ from starlette.authentication import AuthCredentials
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._asgi_io import raw_headers, read_body, read_headers, refuse, refuse_downstream, send_http
 from ._authenticator import Authenticator
 from ._client_ip import IPAddress
 from ._context import request_var
 from ._errors import AuthError, ErrorCode
 from ._fast_path import LimitedKey
 from ._guards import middleware_options, required_scopes, scope_guard
-from ._http import MAX_WIDGET_BODY, create_widget_session_async, session_created
+from ._http import create_widget_session_async, session_created
 from ._models import Principal
 from ._openapi import OPENAPI_PARAM, declare_api_key_security
 from ._route_scopes import starlette_route_scopes
@@ -136,7 +137,7 @@ class ApiKeyMiddleware:
                         try:
                             await self.app(scope, receive, send)
                         except AuthError as error:  # from a route dependency downstream
-                            await _refuse_downstream(scope, send, error)
+                            await refuse_downstream(scope, send, error)
                         finally:
                             request_var.reset(token)
                         return
@@ -178,9 +179,9 @@ class ApiKeyMiddleware:
             try:
                 await self.app(scope, receive, send)
             except AuthError as error:  # a route dependency needs a credential here after all
-                await _refuse_downstream(scope, send, error)
+                await refuse_downstream(scope, send, error)
             return
-        api_keys, authorizations, forwarded = _read_headers(scope)
+        api_keys, authorizations, forwarded = read_headers(scope)
         client = scope.get("client")
         client_ip = self.authenticator.resolve_client_ip(client[0] if client else None, forwarded)
         try:
@@ -193,7 +194,7 @@ class ApiKeyMiddleware:
                 path=path,
             )
         except AuthError as error:
-            await _refuse(scope, send, error)
+            await refuse(scope, send, error)
             return
         await self._serve(scope, receive, send, principal, client_ip, method, path)
 
@@ -212,7 +213,7 @@ class ApiKeyMiddleware:
         auth = self.authenticator
         parsed = auth.parse_presented(api_key, peer, method, path)
         if isinstance(parsed, AuthError):
-            await _refuse(scope, send, parsed)
+            await refuse(scope, send, parsed)
             return
         try:
             principal = await auth.authenticate_parsed_async(
@@ -224,7 +225,7 @@ class ApiKeyMiddleware:
                 path=path,
             )
         except AuthError as error:
-            await _refuse(scope, send, error)
+            await refuse(scope, send, error)
             return
         await self._serve(scope, receive, send, principal, peer, method, path)
 
@@ -247,7 +248,7 @@ class ApiKeyMiddleware:
                 key, client_ip=peer, method=method, path=path
             )
         except AuthError as error:
-            await _refuse(scope, send, error)
+            await refuse(scope, send, error)
             return
         await self._serve(scope, receive, send, principal, peer, method, path)
 
@@ -287,7 +288,9 @@ class ApiKeyMiddleware:
         scope["user"] = principal
         scope["auth"] = self._scope_credentials(principal.scopes)
         token = request_var.set((principal, self.authenticator, client_ip, method, path))
-        extra = _raw(principal.rate_limit.headers()) if principal.rate_limit is not None else []
+        extra = (
+            raw_headers(principal.rate_limit.headers()) if principal.rate_limit is not None else []
+        )
         started = False
 
         async def send_wrapper(message: Message) -> None:
@@ -303,110 +306,25 @@ class ApiKeyMiddleware:
         except AuthError as error:  # raised by a route dependency downstream
             if started:
                 raise
-            await _refuse(scope, send, error)
+            await refuse(scope, send, error)
         finally:
             request_var.reset(token)
 
     async def _widget_session(self, scope: Scope, receive: Receive, send: Send) -> None:
-        api_keys, _, forwarded = _read_headers(scope)
+        api_keys, _, forwarded = read_headers(scope)
         client = scope.get("client")
         auth = self.authenticator
         ip = auth.resolve_client_ip(client[0] if client else None, forwarded)
         try:
-            body = await _read_body(receive)
+            body = await read_body(receive)
             issued = await create_widget_session_async(
                 auth, api_keys, body, client_ip=ip, path=scope["path"]
             )
         except AuthError as error:
-            await _refuse(scope, send, error)
+            await refuse(scope, send, error)
             return
         status, headers, payload = session_created(issued)
-        await _send_http(send, status, headers, payload)
-
-
-def _read_headers(scope: Scope) -> tuple[list[str], list[str], list[str]]:
-    api_keys: list[str] = []
-    authorizations: list[str] = []
-    forwarded: list[str] = []
-    for name, value in scope["headers"]:
-        if name == b"x-api-key":
-            api_keys.append(value.decode("latin-1"))
-        elif name == b"authorization":
-            authorizations.append(value.decode("latin-1"))
-        elif name == b"x-forwarded-for":
-            forwarded.append(value.decode("latin-1"))
-    return api_keys, authorizations, forwarded
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_WIDGET_BODY:
-            return b"\x00" * (MAX_WIDGET_BODY + 1)  # parse_session_request refuses it
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _raw(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    """ASGI header pairs: lower-case names, latin-1 values."""
-    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-
-
-async def _send_http(send: Send, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-    raw = _raw(headers)
-    raw.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
-
-
-_PLAIN_REFUSALS: dict[ErrorCode, tuple[int, list[tuple[bytes, bytes]], bytes]] = {}
-
-
-def _plain_refusal(code: ErrorCode) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    # The standard answer of each code, encoded for ASGI once.
-    cached = _PLAIN_REFUSALS.get(code)
-    if cached is None:
-        error = AuthError(code)
-        body = error.body()
-        raw = [*_raw(error.headers()), (b"content-length", str(len(body)).encode())]
-        cached = _PLAIN_REFUSALS[code] = (error.status_code, raw, body)
-    return cached
-
-
-async def _refuse(scope: Scope, send: Send, error: AuthError) -> None:
-    if scope["type"] == "http":
-        if error.plain:
-            status, raw, body = _plain_refusal(error.code)
-            await send({"type": "http.response.start", "status": status, "headers": list(raw)})
-            await send({"type": "http.response.body", "body": body})
-            return
-        await _send_http(send, error.status_code, error.headers(), error.body())
-    elif "websocket.http.response" in scope.get("extensions", {}):
-        raw = _raw(error.headers())
-        await send(
-            {"type": "websocket.http.response.start", "status": error.status_code, "headers": raw}
-        )
-        await send({"type": "websocket.http.response.body", "body": error.body()})
-    else:
-        await send({"type": "websocket.close", "code": 1008, "reason": error.code.value})
-
-
-async def _refuse_downstream(scope: Scope, send: Send, error: AuthError) -> None:
-    # The hot path does not wrap ``send`` to learn whether the response has started (that
-    # would cost every request); a server refuses a second response start, and then the
-    # original error goes on up, as it would have anyway.
-    try:
-        await _refuse(scope, send, error)
-    except Exception:
-        raise error from None
+        await send_http(send, status, headers, payload)
 
 
 def _error_response(error: AuthError) -> Response:
