@@ -118,7 +118,11 @@ class ApiKeyMiddleware:
                 if api_key:  # one non-empty X-API-Key
                     client = scope["client"]
                     peer = client[0] if client else None
-                    principal = self._accept(api_key, peer)
+                    # The route's recorded scopes too, so a scope refusal is not counted.
+                    route = self._route_scopes_cache.get((scope["method"], path))
+                    if route is None:
+                        route = self._route_scopes(scope, scope["method"], path)
+                    principal = self._accept(api_key, peer, route)
                     if isinstance(principal, LimitedKey):  # one limiter call, then as below
                         await self._limited(scope, receive, send, principal, peer, path)
                         return

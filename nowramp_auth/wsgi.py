@@ -82,15 +82,19 @@ class ApiKeyMiddleware:
                 self._general_prefixes and path.startswith(self._general_prefixes)
             ):
                 peer = environ.get("REMOTE_ADDR")
+                method = environ.get("REQUEST_METHOD", "GET")
+                # The view's recorded scopes too, so a scope refusal is not counted.
+                route = self._route_scopes_cache.get((method, path))
+                if route is None:
+                    route = self._route_scopes(environ, method, path)
                 try:
-                    principal = self._accept(api_key.encode("latin-1"), peer)
+                    principal = self._accept(api_key.encode("latin-1"), peer, route)
                 except UnicodeEncodeError:  # not a PEP 3333 string: the general path decides
                     principal = None
                 if isinstance(principal, LimitedKey):  # one limiter call first
                     return self._limited(environ, start_response, principal, peer, path)
                 if principal is not None:
                     environ[PRINCIPAL_ENVIRON_KEY] = principal
-                    method = environ.get("REQUEST_METHOD", "GET")
                     token = request_var.set((principal, self.authenticator, peer, method, path))
                     try:
                         return self.app(environ, start_response)

@@ -79,3 +79,15 @@ def test_a_scope_dependency_on_a_public_path_answers_the_standard_401():
     answer = TestClient(app, raise_server_exceptions=False).get("/health")
     assert answer.status_code == 401
     assert answer.json()["error"]["code"] == "MISSING_API_KEY"
+
+
+@pytest.mark.parametrize("adapter", sorted(CALLERS))
+def test_scope_refusals_are_not_counted_as_usage(adapter: str):
+    kit = auth_kit()
+    issued = kit.key("quotes:read")  # no rate limit: only usage is at stake
+    call = CALLERS[adapter](kit.authenticator)
+    headers = [("X-API-Key", issued.secret)]
+    for _ in range(3):
+        assert call("GET", "/quotes", headers).status == 200
+        assert call("POST", "/orders", headers).code == "INSUFFICIENT_PERMISSIONS"
+    assert kit.manager.get(issued.key.id).request_count == 3
