@@ -116,7 +116,7 @@ class ApiKeyMiddleware:
                         api_key = None
                         break
                 if api_key:  # one non-empty X-API-Key
-                    client = scope["client"]
+                    client = scope.get("client")  # optional in ASGI
                     peer = client[0] if client else None
                     # The route's recorded scopes too, so a scope refusal is not counted.
                     route = self._route_scopes_cache.get((scope["method"], path))

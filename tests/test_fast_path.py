@@ -172,3 +172,37 @@ def test_a_handler_cannot_change_another_requests_scopes():
         assert client.get("/greedy", headers=headers).status_code == 200
     assert mutations == ["refused"] * 3
     assert client.get("/customers", headers=headers).status_code == 403
+
+
+def test_a_scope_without_a_client_entry_is_served():
+    """ASGI makes ``client`` optional: without it the client is unknown (no allowlist
+    match), never a crash."""
+    import asyncio
+
+    from tests.apps import starlette_app
+
+    kit = auth_kit()
+    issued = kit.key("quotes:read")
+    app = starlette_app(kit.authenticator)
+    sent: list[dict] = []
+
+    async def run() -> None:
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        for _ in range(2):  # the general path, then the fast path
+            scope = {
+                "type": "http",
+                "method": "GET",
+                "path": "/quotes",
+                "headers": [(b"x-api-key", issued.secret.encode())],
+                "query_string": b"",
+            }
+            await app(scope, receive, send)
+
+    asyncio.run(run())
+    statuses = [m["status"] for m in sent if m["type"] == "http.response.start"]
+    assert statuses == [200, 200]
