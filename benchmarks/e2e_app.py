@@ -10,24 +10,18 @@ benchmark-only hand-off); for ``redis`` the benchmark creates the keys in ``BENC
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from starlette.applications import Starlette
-from starlette.authentication import (
-    AuthCredentials,
-    AuthenticationBackend,
-    AuthenticationError,
-    SimpleUser,
-)
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from benchmarks.asgi import DictBackend
 from nowramp_auth import Authenticator, KeyManager, MemoryKeyStore, RedisKeyStore
 from nowramp_auth.starlette import ApiKeyMiddleware, require_scopes
 
@@ -44,23 +38,6 @@ async def guarded(request: Request) -> JSONResponse:
     return JSONResponse({"quotes": []})
 
 
-class DictBackend(AuthenticationBackend):
-    """What a team would hand-roll: SHA-256 of the header, looked up in a dict."""
-
-    keys: ClassVar[dict[str, list[str]]] = {
-        hashlib.sha256(PEER_KEY.encode()).hexdigest(): ["quotes:read"]
-    }
-
-    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, SimpleUser] | None:
-        key = conn.headers.get("x-api-key")
-        if not key:
-            return None
-        scopes = self.keys.get(hashlib.sha256(key.encode()).hexdigest())
-        if scopes is None:
-            raise AuthenticationError("invalid key")
-        return AuthCredentials(scopes), SimpleUser("partner")
-
-
 def _memory_authenticator() -> Authenticator:
     store = MemoryKeyStore()
     issued = KeyManager(store).create(scopes=["quotes:read"], allowed_ips=["127.0.0.0/8"])
@@ -72,7 +49,9 @@ def _asgi() -> Starlette:
     if MODE == "bare":
         return Starlette(routes=[Route("/quotes", bare)])
     if MODE == "peer":
-        backend = Middleware(AuthenticationMiddleware, backend=DictBackend())
+        backend = Middleware(
+            AuthenticationMiddleware, backend=DictBackend({PEER_KEY: ["quotes:read"]})
+        )
         return Starlette(routes=[Route("/quotes", bare)], middleware=[backend])
     if MODE == "memory":
         auth = _memory_authenticator()

@@ -384,14 +384,17 @@ class Authenticator:
         key: LimitedKey,
         *,
         client_ip: ClientIp = None,
+        required_scopes: Collection[str] = (),
         method: str | None = None,
         path: str | None = None,
     ) -> Principal:
-        """Make the one limiter call of a verified rate-limited key (after the route's scope
-        checks) and count the request; ``AuthError`` (audited) when the limit is used up or
-        the store cannot answer."""
+        """The commit point of a verified rate-limited key: check ``required_scopes`` (the
+        route's), then make the one limiter call and count the request. ``AuthError``
+        (audited) when a scope is missing (nothing spent), the limit is used up or the store
+        cannot answer."""
         now = self._now()
         try:
+            _check_route_scopes(key, required_scopes)
             status = self.store.hit_rate_limit(key.lineage, key.limit, now)
             principal = _charged(key.principal, status)
         except (AuthError, StoreUnavailable) as exc:
@@ -404,14 +407,18 @@ class Authenticator:
         key: LimitedKey,
         *,
         client_ip: ClientIp = None,
+        required_scopes: Collection[str] = (),
         method: str | None = None,
         path: str | None = None,
     ) -> Principal:
         """Async twin of :meth:`charge` (calls in flight together share a Redis pipeline)."""
         if self._request_path_never_blocks:
-            return self.charge(key, client_ip=client_ip, method=method, path=path)
+            return self.charge(
+                key, client_ip=client_ip, required_scopes=required_scopes, method=method, path=path
+            )
         now = self._now()
         try:
+            _check_route_scopes(key, required_scopes)
             status = await self.store.hit_rate_limit_async(  # type: ignore[attr-defined]
                 key.lineage, key.limit, now
             )
@@ -614,6 +621,16 @@ class Authenticator:
 
 
 _FAST_PATH_HOOKS = ("hasher", "current_key", "usage_cell", "fold_usage")
+
+
+def _check_route_scopes(key: LimitedKey, required: Collection[str]) -> None:
+    # Before the limiter call: a request refused for scopes spends nothing.
+    if required and not key.principal.scopes.issuperset(required):
+        raise AuthError(
+            ErrorCode.INSUFFICIENT_PERMISSIONS,
+            required_scopes=required,
+            key_id=key.principal.key_id,
+        )
 
 
 def _charged(principal: Principal, status: RateLimitStatus) -> Principal:

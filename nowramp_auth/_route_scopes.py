@@ -10,12 +10,13 @@ or Starlette's own ``@requires``, are not visible here: they run after the charg
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
 
 __all__ = [
     "EMPTY",
     "SCOPES_ATTRIBUTE",
+    "RouteScopeCache",
     "record_scopes",
     "recorded_scopes",
     "starlette_route_scopes",
@@ -23,6 +24,30 @@ __all__ = [
 
 SCOPES_ATTRIBUTE = "__nowramp_scopes__"
 EMPTY: frozenset[str] = frozenset()
+_MAX_ROUTES = 4096
+R = TypeVar("R")
+
+
+class RouteScopeCache(Generic[R]):
+    """The scopes per ``(method, path)``, resolved once by ``resolve(request)`` (a router
+    lookup) and bounded. Hot paths read :attr:`known` directly and call :meth:`lookup` on a
+    miss."""
+
+    __slots__ = ("_resolve", "known")
+
+    def __init__(self, resolve: Callable[[R], frozenset[str]]) -> None:
+        self._resolve = resolve
+        self.known: dict[tuple[str, str], frozenset[str]] = {}
+
+    def lookup(self, method: str, path: str, request: R) -> frozenset[str]:
+        """The scopes the route of ``request`` requires."""
+        scopes = self.known.get((method, path))
+        if scopes is None:
+            scopes = self._resolve(request)
+            if len(self.known) >= _MAX_ROUTES:
+                self.known.clear()
+            self.known[(method, path)] = scopes
+        return scopes
 
 
 def record_scopes(target: Any, scopes: frozenset[str]) -> None:

@@ -18,13 +18,13 @@ from ._asgi_io import raw_headers, read_body, read_headers, refuse, refuse_downs
 from ._authenticator import Authenticator
 from ._client_ip import IPAddress
 from ._context import request_var
-from ._errors import AuthError, ErrorCode
+from ._errors import AuthError
 from ._fast_path import LimitedKey
 from ._guards import middleware_options, required_scopes, scope_guard
 from ._http import create_widget_session_async, session_created
 from ._models import Principal
 from ._openapi import OPENAPI_PARAM, declare_api_key_security
-from ._route_scopes import starlette_route_scopes
+from ._route_scopes import RouteScopeCache, starlette_route_scopes
 
 __all__ = ["ApiKeyMiddleware", "ScopeCredentials", "require_scopes"]
 
@@ -90,7 +90,7 @@ class ApiKeyMiddleware:
         self._accept = authenticator.accept_verified
         self._credentials_cache: dict[int, tuple[Principal, ScopeCredentials]] = {}
         self._scopes_cache: dict[frozenset[str], ScopeCredentials] = {}
-        self._route_scopes_cache: dict[tuple[str, str], frozenset[str]] = {}
+        self._route_scopes: RouteScopeCache[Scope] = RouteScopeCache(starlette_route_scopes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The hot path: an HTTP request carrying one X-API-Key that the authenticator has
@@ -119,9 +119,9 @@ class ApiKeyMiddleware:
                     client = scope.get("client")  # optional in ASGI
                     peer = client[0] if client else None
                     # The route's recorded scopes too, so a scope refusal is not counted.
-                    route = self._route_scopes_cache.get((scope["method"], path))
+                    route = self._route_scopes.known.get((scope["method"], path))
                     if route is None:
-                        route = self._route_scopes(scope, scope["method"], path)
+                        route = self._route_scopes.lookup(scope["method"], path, scope)
                     principal = self._accept(api_key, peer, route)
                     if isinstance(principal, LimitedKey):  # one limiter call, then as below
                         await self._limited(scope, receive, send, principal, peer, path)
@@ -193,7 +193,7 @@ class ApiKeyMiddleware:
                 api_keys,
                 authorizations,
                 client_ip=client_ip,
-                required_scopes=self._route_scopes(scope, method, path),
+                required_scopes=self._route_scopes.lookup(method, path, scope),
                 method=method,
                 path=path,
             )
@@ -224,7 +224,7 @@ class ApiKeyMiddleware:
                 api_key.decode("latin-1"),
                 parsed,
                 client_ip=peer,
-                required_scopes=self._route_scopes(scope, method, path),
+                required_scopes=self._route_scopes.lookup(method, path, scope),
                 method=method,
                 path=path,
             )
@@ -244,38 +244,17 @@ class ApiKeyMiddleware:
     ) -> None:
         method = scope["method"]
         try:
-            # The commit point: the route's scopes first, then the one limiter call.
-            required = self._route_scopes(scope, method, path)
-            if not key.principal.scopes.issuperset(required):
-                raise self._scope_refusal(key, required, peer, method, path)
             principal = await self.authenticator.charge_async(
-                key, client_ip=peer, method=method, path=path
+                key,
+                client_ip=peer,
+                required_scopes=self._route_scopes.lookup(method, path, scope),
+                method=method,
+                path=path,
             )
         except AuthError as error:
             await refuse(scope, send, error)
             return
         await self._serve(scope, receive, send, principal, peer, method, path)
-
-    def _route_scopes(self, scope: Scope, method: str, path: str) -> frozenset[str]:
-        # Which scopes the route's guards require (see _route_scopes), per method and path.
-        cached = self._route_scopes_cache.get((method, path))
-        if cached is None:
-            cached = starlette_route_scopes(scope)
-            if len(self._route_scopes_cache) >= 4096:
-                self._route_scopes_cache.clear()
-            self._route_scopes_cache[(method, path)] = cached
-        return cached
-
-    def _scope_refusal(
-        self, key: LimitedKey, required: frozenset[str], peer: str | None, method: str, path: str
-    ) -> AuthError:
-        error = AuthError(
-            ErrorCode.INSUFFICIENT_PERMISSIONS,
-            required_scopes=required,
-            key_id=key.principal.key_id,
-        )
-        self.authenticator.audit_refusal(error, client_ip=peer, method=method, path=path)
-        return error
 
     async def _serve(
         self,

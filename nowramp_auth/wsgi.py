@@ -8,6 +8,7 @@ core (:class:`~nowramp_auth.Authenticator`); every decision is made there.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -16,12 +17,12 @@ from werkzeug.wrappers import Request, Response
 from ._authenticator import Authenticator
 from ._client_ip import IPAddress
 from ._context import request_var
-from ._errors import AuthError, ErrorCode
+from ._errors import AuthError
 from ._fast_path import LimitedKey
 from ._guards import middleware_options, required_scopes, scope_guard
 from ._http import MAX_WIDGET_BODY, create_widget_session, session_created
 from ._models import Principal
-from ._route_scopes import flask_route_scopes
+from ._route_scopes import RouteScopeCache, flask_route_scopes
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -65,7 +66,9 @@ class ApiKeyMiddleware:
         self._general_prefixes = self.public_paths.prefixes
         self._trusting = bool(authenticator.trusted_proxies)
         self._accept = authenticator.accept_verified
-        self._route_scopes_cache: dict[tuple[str, str], frozenset[str]] = {}
+        self._route_scopes: RouteScopeCache[WSGIEnvironment] = RouteScopeCache(
+            functools.partial(flask_route_scopes, app)
+        )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         # The hot path: a request carrying one X-API-Key that the authenticator has verified
@@ -84,9 +87,9 @@ class ApiKeyMiddleware:
                 peer = environ.get("REMOTE_ADDR")
                 method = environ.get("REQUEST_METHOD", "GET")
                 # The view's recorded scopes too, so a scope refusal is not counted.
-                route = self._route_scopes_cache.get((method, path))
+                route = self._route_scopes.known.get((method, path))
                 if route is None:
-                    route = self._route_scopes(environ, method, path)
+                    route = self._route_scopes.lookup(method, path, environ)
                 try:
                     principal = self._accept(api_key.encode("latin-1"), peer, route)
                 except UnicodeEncodeError:  # not a PEP 3333 string: the general path decides
@@ -120,7 +123,7 @@ class ApiKeyMiddleware:
                 _values(environ.get("HTTP_X_API_KEY")),
                 _values(environ.get("HTTP_AUTHORIZATION")),
                 client_ip=client_ip,
-                required_scopes=self._route_scopes(environ, method, path),
+                required_scopes=self._route_scopes.lookup(method, path, environ),
                 method=method,
                 path=path,
             )
@@ -138,30 +141,16 @@ class ApiKeyMiddleware:
     ) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         try:
-            # The commit point: the view's scopes first, then the one limiter call.
-            required = self._route_scopes(environ, method, path)
-            if not key.principal.scopes.issuperset(required):
-                error = AuthError(
-                    ErrorCode.INSUFFICIENT_PERMISSIONS,
-                    required_scopes=required,
-                    key_id=key.principal.key_id,
-                )
-                self.authenticator.audit_refusal(error, client_ip=peer, method=method, path=path)
-                raise error
-            principal = self.authenticator.charge(key, client_ip=peer, method=method, path=path)
+            principal = self.authenticator.charge(
+                key,
+                client_ip=peer,
+                required_scopes=self._route_scopes.lookup(method, path, environ),
+                method=method,
+                path=path,
+            )
         except AuthError as error:
             return _error_response(error)(environ, start_response)
         return self._serve(environ, start_response, principal, peer, method, path)
-
-    def _route_scopes(self, environ: WSGIEnvironment, method: str, path: str) -> frozenset[str]:
-        # Which scopes the view's guards require (see _route_scopes), per method and path.
-        cached = self._route_scopes_cache.get((method, path))
-        if cached is None:
-            cached = flask_route_scopes(self.app, environ)
-            if len(self._route_scopes_cache) >= 4096:
-                self._route_scopes_cache.clear()
-            self._route_scopes_cache[(method, path)] = cached
-        return cached
 
     def _serve(
         self,
