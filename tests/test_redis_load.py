@@ -233,3 +233,38 @@ def _sync_error(auth: Authenticator, secret: str) -> BaseException | None:
     except Exception as error:
         return error
     return None
+
+
+def test_a_stalled_event_loop_is_not_a_redis_timeout(
+    request: pytest.FixtureRequest, namespace: str
+):
+    """A process busy elsewhere can keep its event loop from running past ``socket_timeout``
+    while Redis' reply is already waiting; asyncio then fires the timer before it reads the
+    reply. That is load in this process, not Redis failing: the idempotent read is tried
+    again rather than answered as unavailable."""
+    import time
+
+    url = request.getfixturevalue("redis_url")
+    store = RedisKeyStore.from_url(url, namespace=namespace, socket_timeout=0.3, cache_ttl=0)
+    request.addfinalizer(store.close)
+    issued = KeyManager(store).create(scopes=["quotes:read"])
+
+    async def run() -> object:
+        try:
+            await store.get_key_async(issued.key.id)  # a warm connection
+            pool = store._clients.loop_state().client.connection_pool
+            connection = pool._available_connections[0]
+            send = connection.send_packed_command
+
+            async def send_then_stall(*args: object, **kwargs: object) -> None:
+                await send(*args, **kwargs)
+                connection.send_packed_command = send  # once
+                asyncio.get_running_loop().call_soon(time.sleep, 0.8)  # the loop stalls
+
+            connection.send_packed_command = send_then_stall
+            return await store.get_key_async(issued.key.id)
+        finally:
+            await store.aclose()
+
+    stored = asyncio.run(run())
+    assert stored is not None and stored.record.id == issued.key.id  # type: ignore[attr-defined]

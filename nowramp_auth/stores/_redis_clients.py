@@ -146,6 +146,8 @@ class RedisClients:
         self._shas: dict[str, str] = {}
         self._loops: dict[int, _LoopState] = {}
         self._policy_checked = False
+        # A timeout observed this long after the call started means the loop was stalled.
+        self._stalled_after = 1.25 * float(options.get("socket_timeout") or 0) + 0.02
 
     def after_fork(self) -> None:
         """In a forked child: new locks and gates, no clients (sockets are the parent's)."""
@@ -313,20 +315,26 @@ class RedisClients:
             raise
         except Exception as exc:
             raise unavailable(exc) from exc
+        started = state.loop.time()
         try:
             return await call(state.client)
         except Exception as exc:
-            raise unavailable(exc) from exc
+            error = unavailable(exc)
+            # asyncio fires a timeout when the loop next runs: if that was well past the
+            # deadline, this process was busy (the reply may have been waiting all along),
+            # which says nothing about Redis.
+            error.loop_stalled = state.loop.time() - started > self._stalled_after
+            raise error from exc
         finally:
             state.gate.release()
 
     async def read_async(self, call: Callable[[Any], Awaitable[T]]) -> T:
-        """Run an idempotent ``await call(client)``; a failure other than a timeout is tried
-        once more."""
+        """Run an idempotent ``await call(client)``; a failure other than a timeout, or a
+        timeout this process's own stalled event loop caused, is tried once more."""
         try:
             return await self._call_async(call)
         except StoreUnavailable as exc:
-            if not _worth_retrying(exc):
+            if not (_worth_retrying(exc) or exc.loop_stalled):
                 raise
             return await self._call_async(call)
 
