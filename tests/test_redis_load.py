@@ -43,11 +43,16 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 def outcome_of(error: BaseException | None) -> str:
+    """``ok``, or the error code (or type) with the chain of causes, so that a failure says
+    what the client library raised."""
     if error is None:
         return "ok"
-    if isinstance(error, AuthError):
-        return error.code.value
-    return type(error).__name__
+    outcome = error.code.value if isinstance(error, AuthError) else type(error).__name__
+    cause = error.__cause__
+    while cause is not None:
+        outcome += f" <- {type(cause).__name__}: {cause}"
+        cause = cause.__cause__
+    return outcome
 
 
 async def _async_burst(auth: Authenticator, secrets: list[str]) -> Counter[str]:

@@ -15,6 +15,14 @@ tried once more on a fresh connection; script calls that change state are never 
 us or by redis-py (both clients are built with no retries): a call whose outcome is unknown
 fails closed.
 
+A sync read that timed out is not tried again: the socket's own timeout fired, so Redis did
+not answer in time. An async read that timed out is tried once more, because an asyncio
+timeout is a timer of this process's event loop: when the loop was kept busy past the
+deadline (a burst of work, a pause of the whole process), the timer and Redis' reply become
+ready in the same turn and the timer wins, though the reply was there. An async read
+therefore fails closed after at most twice ``socket_timeout``. Only waiting for a permit
+(``queue_timeout``) is never repeated.
+
 At the first connection the store reads ``maxmemory-policy`` and logs a warning, once, when
 Redis may evict keys: key records carry no TTL while rate-limit state does, so under a
 ``volatile-*`` policy the limits would be evicted first and a used-up key would get a fresh
@@ -146,8 +154,6 @@ class RedisClients:
         self._shas: dict[str, str] = {}
         self._loops: dict[int, _LoopState] = {}
         self._policy_checked = False
-        # A timeout observed this long after the call started means the loop was stalled.
-        self._stalled_after = 1.25 * float(options.get("socket_timeout") or 0) + 0.02
 
     def after_fork(self) -> None:
         """In a forked child: new locks and gates, no clients (sockets are the parent's)."""
@@ -315,26 +321,21 @@ class RedisClients:
             raise
         except Exception as exc:
             raise unavailable(exc) from exc
-        started = state.loop.time()
         try:
             return await call(state.client)
         except Exception as exc:
-            error = unavailable(exc)
-            # asyncio fires a timeout when the loop next runs: if that was well past the
-            # deadline, this process was busy (the reply may have been waiting all along),
-            # which says nothing about Redis.
-            error.loop_stalled = state.loop.time() - started > self._stalled_after
-            raise error from exc
+            raise unavailable(exc) from exc
         finally:
             state.gate.release()
 
     async def read_async(self, call: Callable[[Any], Awaitable[T]]) -> T:
-        """Run an idempotent ``await call(client)``; a failure other than a timeout, or a
-        timeout this process's own stalled event loop caused, is tried once more."""
+        """Run an idempotent ``await call(client)``; any failure of the call itself, timeouts
+        included (see the module docstring), is tried once more. Running out of
+        ``queue_timeout`` is not."""
         try:
             return await self._call_async(call)
         except StoreUnavailable as exc:
-            if not (_worth_retrying(exc) or exc.loop_stalled):
+            if exc.__cause__ is None:  # no permit within queue_timeout
                 raise
             return await self._call_async(call)
 
