@@ -1,4 +1,4 @@
-"""FastAPI + nowramp_auth in one file. Run: uvicorn examples.fastapi_app:app"""
+"""FastAPI + nowramp_auth in one file. Run: uvicorn examples.fastapi_app:app --no-proxy-headers"""
 
 from fastapi import Depends, FastAPI
 

@@ -418,7 +418,9 @@ def _demo(args: argparse.Namespace) -> int:
     for what, line in curl_lines(base, keys):
         print(f"# {what}\n{line}\n")
     sys.stdout.flush()
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # Nothing stands in front of the demo: uvicorn must not take a client address from
+    # X-Forwarded-For (it would by default, from loopback), or the allowlists mean nothing.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", proxy_headers=False)
     return 0
 
 

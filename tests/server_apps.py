@@ -16,7 +16,9 @@ _store = RedisKeyStore.from_url(
     namespace=os.environ["NOWRAMP_TEST_NAMESPACE"],
     max_connections=int(os.environ.get("NOWRAMP_TEST_MAX_CONNECTIONS", "50")),
 )
-_auth = Authenticator(_store, trusted_proxies=["127.0.0.0/8"])
+# Loopback is a trusted proxy unless the test says otherwise (an empty value: none).
+_trusted = os.environ.get("NOWRAMP_TEST_TRUSTED_PROXIES", "127.0.0.0/8").split()
+_auth = Authenticator(_store, trusted_proxies=_trusted)
 
 asgi_app = starlette_app(_auth)
 wsgi_app = flask_app(_auth)
