@@ -87,3 +87,40 @@ def serve(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextmanager
+def demo() -> Iterator[tuple[str, list[str]]]:
+    """``nowramp-auth demo`` on a free port: its base URL and what it printed (the keys,
+    the admin password and the curl lines)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nowramp_auth", "demo", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        while not any("Bearer ramp_sess_PASTE_TOKEN" in line for line in lines):
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError("demo exited: " + "".join(lines))
+            lines.append(line)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(base + "/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("demo did not answer") from None
+                time.sleep(0.1)
+        yield base, lines
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

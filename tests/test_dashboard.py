@@ -4,6 +4,10 @@ show-once property of new keys."""
 from __future__ import annotations
 
 import re
+import socket
+import time
+from collections import Counter
+from urllib.parse import urlencode
 
 import pytest
 from starlette.applications import Starlette
@@ -13,6 +17,7 @@ from starlette.testclient import TestClient
 from nowramp_auth.dashboard import create_dashboard
 from nowramp_auth.starlette import ApiKeyMiddleware
 from nowramp_auth.testing import AuthKit, auth_kit
+from tests import servers
 
 PASSWORD = "correct horse battery staple"
 
@@ -239,3 +244,44 @@ def test_security_headers(client: TestClient):
     assert page.headers["cache-control"] == "no-store"
     assert 'label for="password"' in page.text
     assert 'name="viewport"' in page.text
+
+
+def _raw_login_statuses(base: str, password: str, count: int) -> list[int]:
+    """``count`` sign-ins over raw sockets: every request's headers first, then (once all
+    are in) every body; the status line of each answer."""
+    host, port = base.removeprefix("http://").split(":")
+    body = urlencode({"username": "admin", "password": password}).encode()
+    head = (
+        "POST /dashboard/login HTTP/1.1\r\nHost: {host}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).format(host=host)
+    sockets = [socket.create_connection((host, int(port)), timeout=10) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.sendall(head.encode())
+        time.sleep(0.5)  # every request is now waiting for its body
+        for sock in sockets:
+            sock.sendall(body)
+        statuses = []
+        for sock in sockets:
+            answer = b""
+            while b"\r\n" not in answer:
+                chunk = sock.recv(4096)
+                assert chunk, "connection closed without an answer"
+                answer += chunk
+            statuses.append(int(answer.split(b" ", 2)[1]))
+        return statuses
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_sign_in_throttle_holds_when_bodies_arrive_after_all_headers():
+    with servers.demo() as (base, lines):
+        password = re.search(r"admin password: (\S+)\)", "".join(lines))
+        assert password
+        statuses = _raw_login_statuses(base, "not the password at all", 40)
+        assert Counter(statuses) == Counter({401: 5, 429: 35}), Counter(statuses)
+        # The right password within the minute is refused too: the allowance is spent.
+        assert _raw_login_statuses(base, password.group(1), 1) == [429]

@@ -9,12 +9,8 @@ README turned the server's proxy handling off.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +18,7 @@ import httpx
 import pytest
 
 from nowramp_auth import KeyManager, RedisKeyStore
-from tests.redis_servers import free_port
+from tests import servers
 from tests.servers import ROOT, serve
 
 ALLOWED_NETWORK = "192.0.2.0/24"
@@ -50,36 +46,8 @@ def assert_spoofs_refused(base: str, path: str, secret: str) -> None:
 
 @pytest.fixture
 def demo() -> Iterator[tuple[str, list[str]]]:
-    """``nowramp-auth demo`` on a free port: its base URL and what it printed."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nowramp_auth", "demo", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        assert process.stdout is not None
-        lines: list[str] = []
-        while not any("Bearer ramp_sess_PASTE_TOKEN" in line for line in lines):
-            line = process.stdout.readline()
-            assert line, "demo exited: " + "".join(lines)
-            lines.append(line)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(base + "/health", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "demo did not answer"
-                time.sleep(0.1)
-        yield base, lines
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with servers.demo() as running:
+        yield running
 
 
 def _key_after(lines: list[str], title: str) -> str:

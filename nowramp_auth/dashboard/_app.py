@@ -124,18 +124,20 @@ def create_dashboard(
         if request.method == "GET":
             return _harden(render(request, "login.html"), request.state.nonce)
         client = request.client.host if request.client else "unknown"
-        if throttle.blocked(client):
+        form = await request.form()
+        # Counted before the password is checked, in one step with the check of the
+        # allowance: however many requests arrive at once, at most 5 a minute are checked.
+        if not throttle.attempt(client):
             return _harden(
                 render(request, "login.html", 429, error="Too many attempts. Wait a minute."),
                 request.state.nonce,
             )
-        form = await request.form()
         password = form.get("password")
         if not isinstance(password, str) or not check_password(admin_password, password):
-            throttle.failed(client)
             return _harden(
                 render(request, "login.html", 401, error="Wrong password."), request.state.nonce
             )
+        throttle.succeeded(client)
         _, cookie = sessions.start()
         response = RedirectResponse(base + "/keys", 303)
         secure = request.url.scheme == "https" if secure_cookies is None else secure_cookies

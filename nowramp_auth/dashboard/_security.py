@@ -87,23 +87,38 @@ class AdminSessions:
 
 
 class LoginThrottle:
-    """At most ``attempts`` failed sign-ins per client address per ``window`` seconds."""
+    """At most ``attempts`` failed sign-ins per client address per ``window`` seconds.
+
+    An attempt is counted when it is made, before the password is checked (:meth:`attempt`),
+    and handed back only when the password was right (:meth:`succeeded`). So requests that
+    all arrive at once, or that send their bodies after every header, cannot all be checked:
+    the sixth concurrent attempt is refused like the sixth failed one.
+    """
 
     def __init__(self, attempts: int = 5, window: float = 60.0) -> None:
         self.attempts = attempts
         self.window = window
-        self._failures: dict[str, list[float]] = {}
+        self._attempts: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
-    def blocked(self, client: str) -> bool:
+    def attempt(self, client: str) -> bool:
+        """Count an attempt from ``client``; ``False`` (and nothing counted) when it is over
+        its allowance."""
         now = time.monotonic()
         with self._lock:
-            recent = [t for t in self._failures.get(client, []) if t > now - self.window]
-            self._failures[client] = recent
-            return len(recent) >= self.attempts
+            recent = [t for t in self._attempts.get(client, ()) if t > now - self.window]
+            if len(recent) >= self.attempts:
+                self._attempts[client] = recent
+                return False
+            if len(self._attempts) > 10_000:
+                self._attempts.clear()
+            recent.append(now)
+            self._attempts[client] = recent
+            return True
 
-    def failed(self, client: str) -> None:
+    def succeeded(self, client: str) -> None:
+        """The attempt just counted for ``client`` had the right password: hand it back."""
         with self._lock:
-            if len(self._failures) > 10_000:
-                self._failures.clear()
-            self._failures.setdefault(client, []).append(time.monotonic())
+            recent = self._attempts.get(client)
+            if recent:
+                recent.pop()
