@@ -7,10 +7,12 @@ from datetime import timedelta
 
 from ._models import RateLimit
 
-__all__ = ["format_duration", "parse_duration", "parse_rate_limit"]
+__all__ = ["MAX_DURATION", "format_duration", "parse_duration", "parse_rate_limit"]
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+MAX_DURATION = timedelta(days=36_525)
+"""The longest duration accepted (100 years): longer ones would overflow dates."""
 
 
 def parse_duration(text: str) -> timedelta:
@@ -25,6 +27,8 @@ def parse_duration(text: str) -> timedelta:
         pos = match.end()
     if not text or pos != len(text):
         raise ValueError(f"invalid duration {text!r}: use e.g. 90d, 24h, 1h30m, 45s")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"duration {text[:40]!r} is too long: at most 100 years (36525d)")
     return timedelta(seconds=seconds)
 
 

@@ -210,7 +210,10 @@ class KeyManager:
         expires_at: datetime | None = _UNSET,
     ) -> KeyRecord:
         """Change the given fields of a key (others stay). ``KeyError`` for an unknown key;
-        ``ValueError``/``TypeError`` for invalid values (nothing is written then)."""
+        ``ValueError``/``TypeError`` for invalid values (nothing is written then).
+
+        A rotated key's grace end is a hard cap: ``expires_at`` may shorten it, while a value
+        that would lift (``None``) or extend it is a ``ValueError`` naming the grace end."""
         changes: dict[str, Any] = {}
         if scopes is not _UNSET:
             changes["scopes"] = self.scopes.validate(scopes)

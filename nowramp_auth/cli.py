@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NoReturn
@@ -39,6 +40,16 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text[:40]!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {text[:40]} is outside 0-65535")
+    return port
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -108,7 +119,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = top.add_parser("demo", help="serve the demo partner API on the in-memory store")
     demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--port", type=_port, default=8000)
     return parser
 
 
@@ -162,7 +173,24 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value is not None else "-"
 
 
+def _printable(text: str) -> str:
+    """``text`` with control and format characters escaped (``\\x1b``, ``\\u202e``): stored
+    values (a request path in an audit event, a key's name) must not drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(ch) in _UNPRINTABLE
+        else ch
+        for ch in text
+    )
+
+
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    rows = [[_printable(cell) for cell in row] for row in rows]
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
     ]
@@ -228,7 +256,7 @@ def _key_detail(record: KeyRecord) -> str:
         ("last used", _when(record.last_used_at)),
         ("requests", str(record.request_count)),
     ]
-    return "\n".join(f"{k + ':':<14}{v}" for k, v in fields)
+    return "\n".join(f"{k + ':':<14}{_printable(v)}" for k, v in fields)
 
 
 def _print_issued(issued: IssuedKey, as_json: bool, verb: str) -> None:
@@ -237,7 +265,7 @@ def _print_issued(issued: IssuedKey, as_json: bool, verb: str) -> None:
         return
     print(
         f"{verb} {issued.key.key_type} key {issued.key.id}"
-        + (f" ({issued.key.name})" if issued.key.name else "")
+        + (f" ({_printable(issued.key.name)})" if issued.key.name else "")
     )
     print()
     print(f"    {issued.secret}")
@@ -432,20 +460,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = {"keys": _keys, "sessions": _sessions, "audit": _audit, "demo": _demo}
         return handler[args.command](args)
     except UsageError as exc:
-        print(f"nowramp-auth: error: {exc}", file=sys.stderr)
+        print(f"nowramp-auth: error: {_printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyError as exc:
-        print(f"nowramp-auth: error: no such key or session: {exc.args[0]}", file=sys.stderr)
+        print(
+            f"nowramp-auth: error: no such key or session: {_printable(str(exc.args[0]))}",
+            file=sys.stderr,
+        )
         return 1
     except (ValueError, TypeError) as exc:
-        print(f"nowramp-auth: error: {exc}", file=sys.stderr)
+        print(f"nowramp-auth: error: {_printable(str(exc))}", file=sys.stderr)
         return 1
     except StoreUnavailable as exc:
-        print(f"nowramp-auth: error: store unreachable ({exc})", file=sys.stderr)
+        reason = str(exc)
+        if reason.startswith("Redis unavailable"):
+            reason = f"store unreachable ({reason})"
+        print(f"nowramp-auth: error: {_printable(reason)}", file=sys.stderr)
         return 1
     except AuthError as exc:
         print(f"nowramp-auth: error: {exc.code.value}: {exc.message}", file=sys.stderr)
         return 1
+    except OverflowError:  # a number no date or count can hold (guarded above; last resort)
+        print("nowramp-auth: error: a number given is too large", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

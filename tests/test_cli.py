@@ -214,3 +214,78 @@ def test_no_store_configured(cli):
     )
     assert result.returncode == 2
     assert "NOWRAMP_AUTH_REDIS_URL" in result.stderr
+
+
+HUGE = "99999999d"
+HUGE_ARGUMENTS = [
+    ["keys", "create", "--scope", "quotes:read", "--expires-in", HUGE],
+    ["keys", "create", "--scope", "quotes:read", "--rate-limit", "10/1000000000w"],
+    ["keys", "create", "--scope", "quotes:read", "--expires-in", "9" * 400 + "d"],
+    ["keys", "rotate", "{key}", "--grace", HUGE],
+    ["keys", "update", "{key}", "--expires-in", HUGE],
+    ["keys", "update", "{key}", "--rate-limit", "1/" + HUGE],
+    ["audit", "--since", HUGE],
+    ["demo", "--port", "99999"],
+    ["demo", "--port", "-1"],
+]
+
+
+def test_huge_numbers_are_one_line_errors(cli):
+    key = json.loads(ok(cli("keys", "create", "--scope", "quotes:read", "--json")))["key"]["id"]
+    for args in HUGE_ARGUMENTS:
+        result = cli(*[arg.format(key=key) for arg in args])
+        assert result.returncode != 0, (args, result.stdout)
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("nowramp-auth: error:"), result.stderr
+    # nothing changed: the key still has no expiry and was not rotated, and no key was made
+    shown = json.loads(ok(cli("keys", "show", key, "--json")))
+    assert shown["expires_at"] is None and shown["rotated_to"] is None
+    assert len(json.loads(ok(cli("keys", "list", "--json")))) == 1
+
+
+def test_redis_out_of_memory_is_said_plainly(cli, redis_server):
+    url = redis_server.url
+    key = json.loads(ok(cli("keys", "create", "--scope", "quotes:read", "--json", url=url)))
+    admin = redis_server.client()
+    admin.config_set("maxmemory", "1")  # every write is now refused (noeviction)
+    try:
+        result = cli("keys", "revoke", key["key"]["id"], url=url)
+    finally:
+        admin.config_set("maxmemory", "0")
+    assert result.returncode == 1
+    line = result.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert "out of memory" in line and "nothing was changed" in line, line
+    assert "unreachable" not in line
+    shown = json.loads(ok(cli("keys", "show", key["key"]["id"], "--json", url=url)))
+    assert shown["revoked_at"] is None
+
+
+def test_audit_table_escapes_control_characters(cli, redis_url: str, namespace: str):
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from nowramp_auth import Authenticator, RedisKeyStore
+    from nowramp_auth.starlette import ApiKeyMiddleware
+    from nowramp_auth.stores.redis_audit import RedisStreamAuditLog
+
+    store = RedisKeyStore.from_url(redis_url, namespace=namespace)
+    audit = RedisStreamAuditLog(store)
+    try:
+        app = Starlette()
+        app.add_middleware(ApiKeyMiddleware, authenticator=Authenticator(store, audit=audit))
+        hostile = "/v1/%1b%5b2K%1b%5b1A%1b%5b32mkey.created%20OK%1b%5b0m%e2%80%ae%07"
+        assert TestClient(app).get(hostile).status_code == 401
+        audit.flush()
+    finally:
+        audit.close()
+        store.close()
+    table = ok(cli("audit"))
+    assert "auth.failed" in table
+    for raw in ("\x1b", "\u202e", "\x07"):
+        assert raw not in table
+    assert "\\x1b[2K\\x1b[1A\\x1b[32mkey.created OK\\x1b[0m\\u202e\\x07" in table, table
+    # --json keeps the exact path (JSON escapes it)
+    events = json.loads(ok(cli("audit", "--json")))
+    assert events[0]["path"] == "/v1/\x1b[2K\x1b[1A\x1b[32mkey.created OK\x1b[0m\u202e\x07"

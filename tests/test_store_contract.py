@@ -7,6 +7,7 @@ every store meets the same behaviour.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from datetime import timedelta
 
@@ -98,6 +99,33 @@ def test_rotation(manager: KeyManager, auth: Authenticator, clock: FrozenClock):
         auth.authenticate(old.secret)
     assert info.value.code == ErrorCode.API_KEY_EXPIRED
     auth.authenticate(new.secret)
+
+
+def test_a_rotated_keys_grace_end_is_a_hard_cap(
+    manager: KeyManager, auth: Authenticator, clock: FrozenClock
+):
+    old = manager.create(scopes=["quotes:read"])
+    manager.rotate(old.key.id, grace=timedelta(hours=2))
+    grace_end = clock.now + timedelta(hours=2)
+    for lifted in (None, grace_end + timedelta(seconds=1), grace_end + timedelta(days=400)):
+        with pytest.raises(
+            ValueError, match=re.escape("grace period ends " + grace_end.isoformat())
+        ):
+            manager.update(old.key.id, expires_at=lifted)
+        assert manager.get(old.key.id).expires_at == grace_end  # nothing changed
+    # Shortening is allowed; so is setting the same end; other fields stay updatable.
+    assert manager.update(old.key.id, expires_at=grace_end).expires_at == grace_end
+    earlier = clock.now + timedelta(hours=1)
+    assert manager.update(old.key.id, expires_at=earlier, name="old").expires_at == earlier
+    with pytest.raises(ValueError, match="grace period ends"):
+        manager.update(old.key.id, expires_at=grace_end)  # the cap is now the earlier end
+    clock.advance(hours=1)
+    with pytest.raises(AuthError) as info:
+        auth.authenticate(old.secret)
+    assert info.value.code == ErrorCode.API_KEY_EXPIRED
+    # A key that was never rotated may still be given a later expiry or none.
+    free = manager.create(scopes=["quotes:read"], expires_at=clock.now + timedelta(hours=1))
+    assert manager.update(free.key.id, expires_at=None).expires_at is None
 
 
 def test_concurrent_rotations_yield_one_successor(manager: KeyManager):

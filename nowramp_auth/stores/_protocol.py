@@ -20,6 +20,7 @@ __all__ = [
     "AsyncRequestStore",
     "KeyStore",
     "Usage",
+    "grace_cap_refused",
     "rotation_refused",
 ]
 
@@ -44,6 +45,15 @@ def rotation_refused(key_id: str, reason: str, successor: str | None = None) -> 
     if reason == "expired":
         return ValueError(f"key {key_id} has expired and cannot be rotated")
     return ValueError(f"key {key_id} was already rotated to {successor}; rotate that key instead")
+
+
+def grace_cap_refused(key_id: str, grace_end: datetime) -> ValueError:
+    """The error every store raises for an update that would lift or extend the expiry of a
+    rotated key: the end of its grace period is a hard cap (it may only be shortened)."""
+    return ValueError(
+        f"key {key_id} was rotated; its grace period ends {grace_end.isoformat()} and an "
+        "update may only shorten it"
+    )
 
 
 @runtime_checkable

@@ -65,7 +65,21 @@ def unavailable(exc: BaseException) -> StoreUnavailable:
         return exc
     if not isinstance(exc, _EXPECTED):
         _log.warning("Redis client raised %s; answering as unavailable", type(exc).__name__)
+    if _out_of_memory(exc):
+        # A script's first write is the one refused (Redis checks memory before each
+        # write command), so the refused call changed nothing.
+        return StoreUnavailable(
+            "Redis refused the command because it is out of memory (maxmemory reached); "
+            "nothing was changed"
+        )
     return StoreUnavailable(f"Redis unavailable: {type(exc).__name__}")
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    # Refused outright (OutOfMemoryError), or inside a script (a ResponseError naming OOM).
+    return isinstance(exc, redis.exceptions.OutOfMemoryError) or (
+        isinstance(exc, redis.exceptions.ResponseError) and "OOM command not allowed" in str(exc)
+    )
 
 
 @contextlib.contextmanager

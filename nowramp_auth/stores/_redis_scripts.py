@@ -25,9 +25,21 @@ return 'ok'
 """
 
 # KEYS[1]=record  ARGV[1]=channel ARGV[2]=id ARGV[3]=number of set pairs, pairs, delete fields
+# A rotated key's expiry (its grace end) may only be shortened: 'capped:<grace end>' otherwise.
 UPDATE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
 local n = tonumber(ARGV[3])
+local cap = redis.call('HGET', KEYS[1], 'to') and redis.call('HGET', KEYS[1], 'expires')
+if cap then
+  for i = 4, 3 + 2 * n, 2 do
+    if ARGV[i] == 'expires' and tonumber(ARGV[i + 1]) > tonumber(cap) then
+      return 'capped:' .. cap
+    end
+  end
+  for i = 4 + 2 * n, #ARGV do
+    if ARGV[i] == 'expires' then return 'capped:' .. cap end
+  end
+end
 if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + 2 * n)) end
 if #ARGV > 3 + 2 * n then redis.call('HDEL', KEYS[1], unpack(ARGV, 4 + 2 * n)) end
 redis.call('PUBLISH', ARGV[1], ARGV[2])

@@ -16,7 +16,7 @@ from typing import Any
 
 from .._keys import make_hasher
 from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
-from ._protocol import UPDATABLE_FIELDS, Usage, rotation_refused
+from ._protocol import UPDATABLE_FIELDS, Usage, grace_cap_refused, rotation_refused
 from ._sliding_log import RateBudget
 from ._usage import UsageLog
 
@@ -86,7 +86,12 @@ class MemoryKeyStore:
             raise ValueError(f"fields cannot be updated: {', '.join(sorted(unknown))}")
         with self._lock:
             stored = self._require(key_id)
-            record = dataclasses.replace(stored.record, **changes)
+            old = stored.record
+            if "expires_at" in changes and old.rotated_to is not None and old.expires_at:
+                new_expiry = changes["expires_at"]
+                if new_expiry is None or new_expiry > old.expires_at:
+                    raise grace_cap_refused(key_id, old.expires_at)
+            record = dataclasses.replace(old, **changes)
             self._keys[key_id] = dataclasses.replace(stored, record=record)
             return record  # a new rate limit applies to the lineage's existing budget
 

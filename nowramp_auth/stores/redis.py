@@ -52,7 +52,13 @@ from .._clock import from_epoch_us
 from .._keys import make_hasher
 from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
 from ._errors import StoreUnavailable
-from ._protocol import NOT_CACHED, UPDATABLE_FIELDS, Usage, rotation_refused
+from ._protocol import (
+    NOT_CACHED,
+    UPDATABLE_FIELDS,
+    Usage,
+    grace_cap_refused,
+    rotation_refused,
+)
 from ._redis_cache import LocalCache
 from ._redis_clients import DEFAULT_MAX_CONNECTIONS, DEFAULT_QUEUE_TIMEOUT, RedisClients
 from ._redis_codec import (
@@ -62,6 +68,7 @@ from ._redis_codec import (
     encode_changes,
     encode_key,
     encode_session,
+    from_us,
     to_us,
 )
 from ._redis_invalidation import InvalidationListener
@@ -405,6 +412,8 @@ class RedisKeyStore:
         to_set, to_delete = encode_changes(dict(changes))
         args = [self.names.channel, key_id, len(to_set), *_pairs(to_set), *to_delete]
         result = self._script("UPDATE", [self.names.record(key_id)], args)
+        if isinstance(result, str) and result.startswith("capped:"):
+            raise grace_cap_refused(key_id, from_us(result.removeprefix("capped:")))
         return self._record_result(key_id, result)
 
     def revoke_key(self, key_id: str, at: datetime) -> KeyRecord:
