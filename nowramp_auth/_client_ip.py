@@ -108,7 +108,11 @@ class NetworkSet:
 
 
 def parse_networks(cidrs: Iterable[str]) -> NetworkSet:
-    """Parse CIDRs (a bare address means a single host); ``ValueError`` naming a bad one."""
+    """Parse CIDRs (a bare address means a single host); ``ValueError`` naming a bad one.
+
+    An IPv4-mapped IPv6 network (``::ffff:192.0.2.0/120``) becomes its IPv4 network
+    (``192.0.2.0/24``): mapped client addresses are compared as IPv4, so it would otherwise
+    never match."""
     if isinstance(cidrs, str):
         raise TypeError("expected a list of CIDR strings, not one string")
     networks = []
@@ -116,10 +120,19 @@ def parse_networks(cidrs: Iterable[str]) -> NetworkSet:
         if not isinstance(cidr, str):
             raise TypeError(f"CIDR must be a str, got {type(cidr).__name__}")
         try:
-            networks.append(ipaddress.ip_network(cidr.strip(), strict=True))
+            network = ipaddress.ip_network(cidr.strip(), strict=True)
         except ValueError as exc:
             raise ValueError(f"invalid CIDR {cidr!r}: {exc}") from None
+        networks.append(_unmapped(network))
     return NetworkSet(networks)
+
+
+def _unmapped(network: IPNetwork) -> IPNetwork:
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
 
 
 def _as_set(networks: NetworkSet | Iterable[IPNetwork]) -> NetworkSet:

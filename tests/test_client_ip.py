@@ -83,6 +83,12 @@ def test_any_input_gives_an_address_or_none(forwarded: list[str], peer: str):
         pytest.param("203.0.113.7", ["2001:db8::/32"], False, id="v4-vs-v6-list"),
         pytest.param(None, ["0.0.0.0/0"], False, id="unknown-client-nonempty-list"),
         pytest.param("203.0.113.7", ["203.0.113.7"], True, id="bare-address-is-host"),
+        pytest.param("192.0.2.7", ["::ffff:192.0.2.0/120"], True, id="mapped-entry-v4-client"),
+        pytest.param(
+            "::ffff:192.0.2.7", ["::ffff:192.0.2.0/120"], True, id="mapped-entry-mapped-client"
+        ),
+        pytest.param("192.0.3.7", ["::ffff:192.0.2.0/120"], False, id="mapped-entry-outside"),
+        pytest.param("192.0.2.7", ["::ffff:192.0.2.7"], True, id="mapped-host-entry"),
     ],
 )
 def test_ip_allowed(address, cidrs, allowed):
@@ -93,6 +99,22 @@ def test_ip_allowed(address, cidrs, allowed):
 def test_bad_cidr_is_a_value_error_naming_it(bad: str):
     with pytest.raises(ValueError, match="invalid CIDR"):
         parse_networks([bad])
+
+
+@given(st.ip_addresses(v=4), st.integers(min_value=0, max_value=32))
+def test_mapped_entries_are_stored_as_their_ipv4_network(address, prefix: int):
+    v4 = ipaddress.IPv4Network((address, prefix), strict=False)
+    mapped = f"::ffff:{v4.network_address}/{prefix + 96}"
+    assert [str(n) for n in parse_networks([mapped])] == [str(v4)]
+
+
+def test_a_key_with_a_mapped_entry_stores_ipv4():
+    from nowramp_auth import KeyManager, MemoryKeyStore
+
+    issued = KeyManager(MemoryKeyStore()).create(
+        scopes=["quotes:read"], allowed_ips=["::ffff:192.0.2.0/120", "2001:db8::/32"]
+    )
+    assert issued.key.allowed_ips == ("192.0.2.0/24", "2001:db8::/32")
 
 
 def test_one_string_is_not_a_list_of_cidrs():
