@@ -285,3 +285,30 @@ def test_sign_in_throttle_holds_when_bodies_arrive_after_all_headers():
         assert Counter(statuses) == Counter({401: 5, 429: 35}), Counter(statuses)
         # The right password within the minute is refused too: the allowance is spent.
         assert _raw_login_statuses(base, password.group(1), 1) == [429]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/dashboard/no-such-page", 404),
+        ("DELETE", "/dashboard/keys", 405),
+        ("PUT", "/dashboard/login", 405),
+        ("GET", "/dashboard/", 303),
+        ("GET", "/dashboard/keys", 303),  # not signed in: to the sign-in page
+    ],
+)
+def test_answers_no_page_renders_carry_the_security_headers(
+    client: TestClient, method: str, path: str, status: int
+):
+    answer = client.request(method, path, follow_redirects=False)
+    assert answer.status_code == status
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def test_pages_keep_their_own_policy(client: TestClient):
+    page = client.get("/dashboard/login")
+    assert page.headers["content-security-policy"].count("nonce-") == 2
+    assert len(page.headers.get_list("content-security-policy")) == 1

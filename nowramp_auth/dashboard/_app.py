@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -26,6 +27,7 @@ from .._durations import format_duration
 from .._manager import KeyManager
 from .._models import AUDIT_EVENT_TYPES, AuditEvent, KeyRecord
 from ..stores._errors import StoreUnavailable
+from ._headers import SecurityHeaders
 from ._security import MIN_PASSWORD_LENGTH, AdminSessions, LoginThrottle, check_password
 
 __all__ = ["create_dashboard"]
@@ -283,7 +285,8 @@ def create_dashboard(
         Route("/keys/{key_id}/revoke", revoke, methods=["GET", "POST"]),
         Route("/audit", audit_page),
     ]
-    return Starlette(routes=routes)
+    # Answers no page renders (404, 405, redirects) get the same headers as pages.
+    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
 
 
 def _get(manager: KeyManager, key_id: str) -> KeyRecord | None:
