@@ -19,9 +19,10 @@ from typing import Any, NoReturn
 
 from . import __version__
 from ._authenticator import Authenticator
+from ._client_ip import parse_ip
 from ._clock import utc_now
 from ._durations import format_duration, parse_duration, parse_rate_limit
-from ._errors import AuthError
+from ._errors import AuthError, ErrorCode
 from ._manager import KeyManager
 from ._models import AuditEvent, IssuedKey, KeyRecord
 from .stores._errors import StoreUnavailable
@@ -106,6 +107,11 @@ def _build_parser() -> argparse.ArgumentParser:
     screate.add_argument("--project", required=True)
     screate.add_argument("--customer")
     screate.add_argument("--scope", dest="scopes", action="append", metavar="S")
+    screate.add_argument(
+        "--client-ip",
+        metavar="ADDRESS",
+        help="the address the session is created from (for keys with an IP allowlist)",
+    )
     screate.add_argument("--json", action="store_true")
     srevoke = ssub.add_parser("revoke", help="revoke a session by id (sess_...) or token")
     srevoke.add_argument("session")
@@ -369,9 +375,23 @@ def _sessions(args: argparse.Namespace) -> int:
             api_key = os.environ.get(args.key_env)
             if not api_key:
                 raise UsageError(f"environment variable {args.key_env} is not set")
-            issued = auth.create_session(
-                api_key, project_id=args.project, customer_id=args.customer, scopes=args.scopes
-            )
+            client_ip = args.client_ip
+            if client_ip is not None and parse_ip(client_ip) is None:
+                raise UsageError(f"--client-ip {_printable(client_ip[:60])!r} is not an IP address")
+            try:
+                issued = auth.create_session(
+                    api_key,
+                    project_id=args.project,
+                    customer_id=args.customer,
+                    scopes=args.scopes,
+                    client_ip=client_ip,
+                )
+            except AuthError as exc:
+                if exc.code is ErrorCode.IP_NOT_ALLOWED and client_ip is None:
+                    raise UsageError(
+                        "the key has an IP allowlist: give --client-ip with an address inside it"
+                    ) from None
+                raise
             if args.json:
                 print(json.dumps({**issued.to_dict(), "session_id": issued.session_id}, indent=2))
             else:

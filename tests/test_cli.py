@@ -289,3 +289,31 @@ def test_audit_table_escapes_control_characters(cli, redis_url: str, namespace: 
     # --json keeps the exact path (JSON escapes it)
     events = json.loads(ok(cli("audit", "--json")))
     assert events[0]["path"] == "/v1/\x1b[2K\x1b[1A\x1b[32mkey.created OK\x1b[0m\u202e\x07"
+
+
+def test_sessions_for_a_key_with_an_allowlist_take_client_ip(cli):
+    created = json.loads(
+        ok(
+            cli(
+                "keys",
+                "create",
+                "--scope",
+                "quotes:read",
+                "--project",
+                "p1",
+                "--allow-ip",
+                "203.0.113.0/24",
+                "--json",
+            )
+        )
+    )
+    env = {"PARTNER_KEY": created["secret"]}
+    base = ["sessions", "create", "--key-env", "PARTNER_KEY", "--project", "p1", "--json"]
+    without = cli(*base, env=env)
+    assert without.returncode == 2 and "--client-ip" in without.stderr, without.stderr
+    outside = cli(*base, "--client-ip", "198.51.100.7", env=env)
+    assert outside.returncode == 1 and "IP_NOT_ALLOWED" in outside.stderr
+    bad = cli(*base, "--client-ip", "not-an-ip\x1b[2K", env=env)
+    assert bad.returncode == 2 and "\x1b" not in bad.stderr and "Traceback" not in bad.stderr
+    session = json.loads(ok(cli(*base, "--client-ip", "203.0.113.7", env=env)))
+    assert session["session_token"].startswith("ramp_sess_") and session["project_id"] == "p1"
