@@ -141,3 +141,12 @@ def test_widget_bodies(adapter, body, with_key):
         check(answer, [key.secret], "/widget/sessions")
         if not with_key:
             assert answer.status == 401
+
+
+@pytest.mark.parametrize("adapter", sorted(CALLERS))
+@pytest.mark.parametrize("path", ["//.", "//example.com/quotes", "///quotes?x=1"])
+def test_paths_that_look_like_urls_are_refused_as_paths(adapter, path: str):
+    call, _ = caller(adapter)
+    answer = call("GET", path, [], client_ip="10.1.2.3")
+    check(answer, [], path, method="GET")
+    assert answer.status == 401

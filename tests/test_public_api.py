@@ -110,8 +110,8 @@ def test_the_contract_snippet(redis_url: str):
         manager.revoke(new2.key.id)
         assert manager.get(issued.key.id).rotated_to == new.key.id
         assert {r.id for r in manager.list(project_id=None)} >= {key.id, new.key.id}
-        manager.update(
-            new.key.id,
+        manager.update(  # new2: a rotated key's grace end may not be lifted (expires_at=None)
+            new2.key.id,
             scopes=["quotes:read", "orders:read"],
             allowed_ips=["203.0.113.0/24"],
             name="n",

@@ -1,0 +1,282 @@
+"""``ApiKeyMiddleware`` for Django's ``MIDDLEWARE`` setting, sync and async capable.
+
+Configured by ``settings.NOWRAMP_AUTH``::
+
+    NOWRAMP_AUTH = {
+        "AUTHENTICATOR": "myproject.auth.authenticator",  # dotted path to an Authenticator
+        "PUBLIC_PATHS": ["/health"],                      # exact, or a prefix ending in "*"
+        "WIDGET_SESSIONS_PATH": "/widget/sessions",       # None turns the endpoint off
+    }
+
+Under WSGI Django the middleware runs synchronously; under ASGI Django it runs on the event
+loop, with the async store calls (no thread hop). The view is resolved before the key is
+checked, so the scopes its guards recorded (``require_scopes``, DRF ``HasScopes``) are
+checked before the one limiter call of a rate-limited key: a request refused for scopes
+spends no quota and gets its 403 before any 429.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+from django.utils.module_loading import import_string
+
+from .._authenticator import Authenticator
+from .._client_ip import IPAddress
+from .._context import request_var
+from .._errors import AuthError
+from .._fast_path import LimitedKey
+from .._guards import middleware_options
+from .._http import (
+    MAX_WIDGET_BODY,
+    create_widget_session,
+    create_widget_session_async,
+    response_headers,
+    session_created,
+)
+from .._models import Principal
+from .._route_scopes import RouteScopeCache
+from ._views import refusal, route_scopes
+
+__all__ = ["ApiKeyMiddleware", "configured_authenticator"]
+
+GetResponse = Callable[[HttpRequest], Any]
+
+
+def configured_authenticator() -> Authenticator:
+    """The ``Authenticator`` that ``settings.NOWRAMP_AUTH["AUTHENTICATOR"]`` names (a dotted
+    path to an ``Authenticator``, or to a callable returning one)."""
+    config = _config()
+    dotted = config.get("AUTHENTICATOR")
+    if not isinstance(dotted, str):
+        raise ImproperlyConfigured(
+            'NOWRAMP_AUTH["AUTHENTICATOR"] must be the dotted path of an Authenticator'
+        )
+    try:
+        target = import_string(dotted)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f'NOWRAMP_AUTH["AUTHENTICATOR"]: {exc}') from exc
+    if not isinstance(target, Authenticator) and callable(target):
+        target = target()
+    if not isinstance(target, Authenticator):
+        raise ImproperlyConfigured(
+            f'NOWRAMP_AUTH["AUTHENTICATOR"] names {type(target).__name__}, not an Authenticator'
+        )
+    return target
+
+
+def _config() -> dict[str, Any]:
+    config = getattr(settings, "NOWRAMP_AUTH", None)
+    if not isinstance(config, dict):
+        raise ImproperlyConfigured("settings.NOWRAMP_AUTH must be a dict (see nowramp_auth.django)")
+    return config
+
+
+class ApiKeyMiddleware:
+    """API-key authentication for every Django request (see the module docstring).
+
+    Sets ``request.principal`` (a :class:`~nowramp_auth.Principal`) and
+    :func:`~nowramp_auth.current_principal` for the view; refuses with the standard JSON
+    answer; serves ``POST`` on the widget sessions path itself.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        config = _config()
+        self.get_response = get_response
+        self.authenticator = configured_authenticator()
+        self.widget_sessions_path: str | None = config.get(
+            "WIDGET_SESSIONS_PATH", "/widget/sessions"
+        )
+        self.public_paths = middleware_options(
+            self.authenticator, config.get("PUBLIC_PATHS", ()), self.widget_sessions_path
+        )
+        self._route_scopes: RouteScopeCache[HttpRequest] = RouteScopeCache(route_scopes)
+        self._trusting = bool(self.authenticator.trusted_proxies)
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        path = request.path_info
+        method = request.method or "GET"
+        if path == self.widget_sessions_path and method == "POST":
+            return self._widget_session(request, path)
+        if path in self.public_paths:
+            return self.get_response(request)
+        auth = self.authenticator
+        meta = request.META
+        scopes = self._scopes(request, method, path)
+        fast = self._fast(meta, scopes)
+        if fast is not None:
+            peer = meta.get("REMOTE_ADDR")
+            if isinstance(fast, LimitedKey):
+                try:
+                    principal = auth.charge(
+                        fast, client_ip=peer, required_scopes=scopes, method=method, path=path
+                    )
+                except AuthError as error:
+                    return refusal(error)
+                return self._serve(request, principal, peer, method, path)
+            return self._serve(request, fast, peer, method, path)
+        client_ip = auth.resolve_client_ip(
+            meta.get("REMOTE_ADDR"), _values(meta.get("HTTP_X_FORWARDED_FOR"))
+        )
+        try:
+            principal = auth.authenticate_request(
+                _values(meta.get("HTTP_X_API_KEY")),
+                _values(meta.get("HTTP_AUTHORIZATION")),
+                client_ip=client_ip,
+                required_scopes=scopes,
+                method=method,
+                path=path,
+            )
+        except AuthError as error:
+            return refusal(error)
+        return self._serve(request, principal, client_ip, method, path)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        path = request.path_info
+        method = request.method or "GET"
+        if path == self.widget_sessions_path and method == "POST":
+            return await self._widget_session_async(request, path)
+        if path in self.public_paths:
+            response: HttpResponse = await self.get_response(request)
+            return response
+        auth = self.authenticator
+        meta = request.META
+        scopes = self._scopes(request, method, path)
+        fast = self._fast(meta, scopes)
+        if fast is not None:
+            peer = meta.get("REMOTE_ADDR")
+            if isinstance(fast, LimitedKey):
+                try:
+                    principal = await auth.charge_async(
+                        fast, client_ip=peer, required_scopes=scopes, method=method, path=path
+                    )
+                except AuthError as error:
+                    return refusal(error)
+                return await self._serve_async(request, principal, peer, method, path)
+            return await self._serve_async(request, fast, peer, method, path)
+        client_ip = auth.resolve_client_ip(
+            meta.get("REMOTE_ADDR"), _values(meta.get("HTTP_X_FORWARDED_FOR"))
+        )
+        try:
+            principal = await auth.authenticate_request_async(
+                _values(meta.get("HTTP_X_API_KEY")),
+                _values(meta.get("HTTP_AUTHORIZATION")),
+                client_ip=client_ip,
+                required_scopes=scopes,
+                method=method,
+                path=path,
+            )
+        except AuthError as error:
+            return refusal(error)
+        return await self._serve_async(request, principal, client_ip, method, path)
+
+    def _scopes(self, request: HttpRequest, method: str, path: str) -> frozenset[str]:
+        if getattr(request, "urlconf", None) is not None:  # set per request: not cached
+            return route_scopes(request)
+        return self._route_scopes.lookup(method, path, request)
+
+    def _fast(self, meta: dict[str, Any], scopes: frozenset[str]) -> Principal | LimitedKey | None:
+        # A sole X-API-Key already verified in full (see nowramp_auth._fast_path), when no
+        # forwarding header can change the client address.
+        api_key = meta.get("HTTP_X_API_KEY")
+        if not api_key or "," in api_key:
+            return None
+        if self._trusting and "HTTP_X_FORWARDED_FOR" in meta:
+            return None
+        try:
+            raw = api_key.encode("latin-1")
+        except UnicodeEncodeError:
+            return None
+        accepted = self.authenticator.accept_verified(raw, meta.get("REMOTE_ADDR"), scopes)
+        return accepted if isinstance(accepted, (Principal, LimitedKey)) else None
+
+    def _serve(
+        self,
+        request: HttpRequest,
+        principal: Principal,
+        client_ip: IPAddress | str | None,
+        method: str,
+        path: str,
+    ) -> HttpResponse:
+        request.principal = principal  # type: ignore[attr-defined]
+        token = request_var.set((principal, self.authenticator, client_ip, method, path))
+        try:
+            response: HttpResponse = self.get_response(request)
+        finally:
+            request_var.reset(token)
+        return _with_headers(response, principal)
+
+    async def _serve_async(
+        self,
+        request: HttpRequest,
+        principal: Principal,
+        client_ip: IPAddress | str | None,
+        method: str,
+        path: str,
+    ) -> HttpResponse:
+        request.principal = principal  # type: ignore[attr-defined]
+        token = request_var.set((principal, self.authenticator, client_ip, method, path))
+        try:
+            response: HttpResponse = await self.get_response(request)
+        finally:
+            request_var.reset(token)
+        return _with_headers(response, principal)
+
+    def _session_inputs(self, request: HttpRequest) -> tuple[list[str], Any, bytes | None]:
+        meta = request.META
+        ip = self.authenticator.resolve_client_ip(
+            meta.get("REMOTE_ADDR"), _values(meta.get("HTTP_X_FORWARDED_FOR"))
+        )
+        body = request.read(MAX_WIDGET_BODY + 1)
+        return _values(meta.get("HTTP_X_API_KEY")), ip, body
+
+    def _widget_session(self, request: HttpRequest, path: str) -> HttpResponse:
+        api_keys, ip, body = self._session_inputs(request)
+        try:
+            issued = create_widget_session(
+                self.authenticator, api_keys, body or b"", client_ip=ip, path=path
+            )
+        except AuthError as error:
+            return refusal(error)
+        return _created(*session_created(issued))
+
+    async def _widget_session_async(self, request: HttpRequest, path: str) -> HttpResponse:
+        api_keys, ip, body = self._session_inputs(request)
+        try:
+            issued = await create_widget_session_async(
+                self.authenticator, api_keys, body or b"", client_ip=ip, path=path
+            )
+        except AuthError as error:
+            return refusal(error)
+        return _created(*session_created(issued))
+
+
+def _created(status: int, headers: Sequence[tuple[str, str]], body: bytes) -> HttpResponse:
+    response = HttpResponse(body, status=status)
+    for name, value in headers:
+        response[name] = value
+    return response
+
+
+def _with_headers(response: HttpResponse, principal: Principal) -> HttpResponse:
+    for name, value in response_headers(principal):
+        response[name] = value
+    return response
+
+
+def _values(value: str | None) -> list[str]:
+    # WSGI and ASGI Django join repeated fields with ",": the authenticator refuses those.
+    return [] if value is None else [value]
