@@ -3,7 +3,7 @@
 from fastapi import Depends, FastAPI
 
 from nowramp_auth import Authenticator, KeyManager, MemoryKeyStore, Principal, current_principal
-from nowramp_auth.fastapi import scopes
+from nowramp_auth.fastapi import document_auth, scopes
 from nowramp_auth.starlette import ApiKeyMiddleware, require_scopes
 
 store = MemoryKeyStore()  # RedisKeyStore.from_url("redis://...") in production
@@ -11,12 +11,10 @@ manager = KeyManager(store)
 print(
     "example key:", manager.create(scopes=["quotes:read", "orders:read"], name="example").secret
 )  # shown once
+PUBLIC = ["/health", "/docs*", "/openapi.json"]
 app = FastAPI(title="Partner API")
-app.add_middleware(
-    ApiKeyMiddleware,
-    authenticator=Authenticator(store),
-    public_paths=["/health", "/docs*", "/openapi.json"],
-)
+app.add_middleware(ApiKeyMiddleware, authenticator=Authenticator(store), public_paths=PUBLIC)
+document_auth(app, public_paths=PUBLIC)  # OpenAPI: 401/403/429/503 on protected operations
 
 
 @app.get("/health")

@@ -7,18 +7,21 @@ scheme, so Swagger's "Authorize" button works.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
-from fastapi import Security
+from fastapi import FastAPI, Security
 from fastapi.security import APIKeyHeader
 
 from ._context import check_scopes, current_principal
 from ._errors import AuthError, ErrorCode
+from ._http import PublicPaths
 from ._models import Principal
+from ._openapi import document_refusals
 from ._route_scopes import record_scopes
 from ._scopes import check_scope_name
 
-__all__ = ["api_key_header", "scopes"]
+__all__ = ["api_key_header", "document_auth", "scopes"]
 
 api_key_header = APIKeyHeader(
     name="X-API-Key",
@@ -50,3 +53,26 @@ def scopes(*required: str) -> Callable[..., Awaitable[Principal]]:
 
     record_scopes(dependency, needed)  # checked before a rate-limited key is charged
     return dependency
+
+
+def document_auth(app: FastAPI, *, public_paths: Iterable[str] = ()) -> None:
+    """Make ``app``'s OpenAPI document say what the middleware does: every operation outside
+    ``public_paths`` (the same list the middleware is given) declares the ``ApiKeyAuth``
+    scheme and answers 401, 403, 429 and 503 with an ``ErrorResponse`` body (``error.code``
+    an enum of the codes, ``message``, ``solution``, optional ``required_scopes``). Public
+    paths document none of them.
+
+    Example::
+
+        app.add_middleware(ApiKeyMiddleware, authenticator=auth, public_paths=PUBLIC)
+        document_auth(app, public_paths=PUBLIC)
+    """
+    public = PublicPaths(public_paths)
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()  # FastAPI builds it once and keeps it
+        document_refusals(schema, public.__contains__)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

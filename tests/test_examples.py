@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import httpx
 from starlette.testclient import TestClient
+
+from tests.servers import ROOT, serve
 
 
 def test_fastapi_example():
@@ -31,3 +36,52 @@ def test_flask_example():
     refused = client.post("/orders", headers={"X-API-Key": key})
     assert refused.status_code == 403
     assert json.loads(refused.data)["error"]["code"] == "INSUFFICIENT_PERMISSIONS"
+
+
+DJANGO_EXAMPLE_CHECK = """
+import json, os
+os.environ["DJANGO_SETTINGS_MODULE"] = "examples.django_project.settings"
+import django
+django.setup()
+from django.test import Client
+from examples.django_project import urls
+key = urls.manager.create(scopes=["quotes:read", "orders:read"], project_id="p1").secret
+client = Client()
+assert client.get("/health").status_code == 200
+ok = client.get("/quotes", headers={"X-API-Key": key})
+assert ok.status_code == 200 and ok.json()["key_id"], ok.content
+assert client.get("/quotes").json()["error"]["code"] == "MISSING_API_KEY"
+orders = client.get("/orders", headers={"X-API-Key": key})
+assert orders.status_code == 200 and orders.json()["project_id"] == "p1", orders.content
+refused = client.post("/orders", headers={"X-API-Key": key})
+assert refused.status_code == 403, refused.content
+assert refused.json()["error"]["required_scopes"] == ["orders:write"]
+print("django example ok")
+"""
+
+
+def test_django_example():
+    # Its own process: Django's settings are configured once per process.
+    result = subprocess.run(
+        [sys.executable, "-c", DJANGO_EXAMPLE_CHECK],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert "django example ok" in result.stdout, result.stdout + result.stderr
+
+
+def test_django_example_under_uvicorn():
+    with serve(
+        [
+            "uvicorn",
+            "examples.django_project.asgi:application",
+            "--no-proxy-headers",
+            "--port",
+            "{port}",
+        ]
+    ) as base:
+        refused = httpx.get(base + "/quotes", headers={"X-Forwarded-For": "192.0.2.7"})
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "MISSING_API_KEY"
