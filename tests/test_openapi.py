@@ -136,13 +136,16 @@ def example_server() -> Iterator[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("with_key", [True, False], ids=["valid-key", "no-key"])
-def test_schemathesis_finds_nothing(example_server: tuple[str, str], with_key: bool):
+def test_schemathesis_finds_nothing(
+    example_server: tuple[str, str], with_key: bool, tmp_path: Path
+):
     base, secret = example_server
     command = [str(Path(sys.executable).parent / "schemathesis"), "run", base + "/openapi.json"]
     command += ["--seed", "1", "--max-examples", "100"]
     if with_key:
         command += ["-H", f"X-API-Key: {secret}"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    # cwd: schemathesis keeps a cache (.schemathesis/) in its working directory
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "failure" not in output.lower(), output
