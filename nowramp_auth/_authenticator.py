@@ -287,16 +287,18 @@ class Authenticator:
         scopes: Iterable[str] | None = None,
         method: str | None = None,
         path: str | None = None,
+        actor: str | None = None,
     ) -> IssuedSession:
         """Create a widget session for ``project_id`` with an API key (its allowlist applies).
 
-        ``api_key`` is the key, or every raw ``X-API-Key`` header value of a request.
+        ``api_key`` is the key, or every raw ``X-API-Key`` header value of a request;
+        ``actor`` names a person who caused it (e.g. ``"cli"``) in the audit event.
 
         Raises :class:`AuthError`: the key's own refusals, or ``INSUFFICIENT_PERMISSIONS``
         when the key belongs to another project or lacks a scope asked for.
         """
         ip = _ip(client_ip)
-        flow = self._create_session_flow(api_key, ip, project_id, customer_id, scopes)
+        flow = self._create_session_flow(api_key, ip, project_id, customer_id, scopes, actor)
         return self._run(flow, ip, method, path)
 
     async def create_session_async(
@@ -309,15 +311,16 @@ class Authenticator:
         scopes: Iterable[str] | None = None,
         method: str | None = None,
         path: str | None = None,
+        actor: str | None = None,
     ) -> IssuedSession:
         """Async twin of :meth:`create_session`."""
         ip = _ip(client_ip)
-        flow = self._create_session_flow(api_key, ip, project_id, customer_id, scopes)
+        flow = self._create_session_flow(api_key, ip, project_id, customer_id, scopes, actor)
         return await self._run_async(flow, ip, method, path)
 
-    def revoke_session(self, token: str) -> SessionRecord:
+    def revoke_session(self, token: str, *, actor: str | None = None) -> SessionRecord:
         """Revoke a widget session (idempotent). ``AuthError(INVALID_SESSION_TOKEN)`` when the
-        token is malformed or unknown."""
+        token is malformed or unknown. ``actor`` is named in the audit event."""
         parsed = parse_session_token(token)
         if parsed is None:
             raise AuthError(ErrorCode.INVALID_SESSION_TOKEN)
@@ -333,6 +336,7 @@ class Authenticator:
             key_id=session.key_id,
             session_id=session.id,
             project_id=session.project_id,
+            actor=actor,
         )
         return revoked
 
@@ -481,6 +485,7 @@ class Authenticator:
         project_id: str,
         customer_id: str | None,
         scopes: Iterable[str] | None,
+        actor: str | None = None,
     ) -> Flow[IssuedSession]:
         project_id = validate_project_id(project_id, optional=False) or ""
         if customer_id is not None and (not isinstance(customer_id, str) or len(customer_id) > 128):
@@ -529,6 +534,7 @@ class Authenticator:
             session_id=session_id,
             project_id=project_id,
             client_ip=ip,
+            actor=actor,
         )
         return IssuedSession(token, session_id, expires_at, project_id, granted, customer_id)
 

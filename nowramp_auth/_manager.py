@@ -8,6 +8,7 @@ oversized metadata are ``ValueError``/``TypeError`` naming the value).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from collections.abc import Iterable, Mapping
@@ -80,6 +81,8 @@ class KeyManager:
         audit: an audit sink or several; key lifecycle events go there.
         scopes: a :class:`ScopeRegistry` or an iterable of allowed scopes
             (default: the twelve NowRamp scopes).
+        actor: who makes the changes, named in every audit event (``AuditEvent.actor``);
+            :meth:`acting_as` gives a manager for another actor.
 
     Example::
 
@@ -95,6 +98,7 @@ class KeyManager:
         clock: Clock | None = None,
         audit: AuditSink | Iterable[AuditSink] | None = None,
         scopes: ScopeRegistry | Iterable[str] | None = None,
+        actor: str | None = None,
     ) -> None:
         for method in ("get_key", "insert_key", "rotate_key", "revoke_key", "digest"):
             if not callable(getattr(store, method, None)):
@@ -103,6 +107,18 @@ class KeyManager:
         self.clock: Clock = clock or utc_now
         self.audit = AuditEmitter(audit)
         self.scopes = scopes if isinstance(scopes, ScopeRegistry) else ScopeRegistry(scopes)
+        if actor is not None and (not isinstance(actor, str) or not actor):
+            raise TypeError("actor must be a non-empty str or None")
+        self.actor = actor
+
+    def acting_as(self, actor: str) -> KeyManager:
+        """This manager (same store, clock, audit and scopes) with ``actor`` named in its
+        audit events, e.g. the signed-in dashboard user."""
+        other = copy.copy(self)
+        if not isinstance(actor, str) or not actor:
+            raise TypeError("actor must be a non-empty str")
+        other.actor = actor
+        return other
 
     def __repr__(self) -> str:
         return f"KeyManager(store={self.store!r})"
@@ -119,6 +135,7 @@ class KeyManager:
                     key_id=record.id,
                     project_id=record.project_id,
                     detail=detail,
+                    actor=self.actor,
                 )
             )
 

@@ -283,6 +283,9 @@ class AuditEvent:
     project_id: str | None = None
     session_id: str | None = None
     detail: str | None = None
+    actor: str | None = None
+    """Who caused the event, for events a person caused: a dashboard user's id, ``"cli"``
+    from the command line, or what ``KeyManager(actor=...)`` names; ``None`` otherwise."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with stable field names."""
@@ -297,6 +300,7 @@ class AuditEvent:
             "project_id": self.project_id,
             "session_id": self.session_id,
             "detail": self.detail,
+            "actor": self.actor,
         }
 
     @classmethod
@@ -316,6 +320,7 @@ class AuditEvent:
                     "project_id",
                     "session_id",
                     "detail",
+                    "actor",
                 )
             },
         )

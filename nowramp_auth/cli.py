@@ -27,7 +27,10 @@ from ._manager import KeyManager
 from ._models import AuditEvent, IssuedKey, KeyRecord
 from .stores._errors import StoreUnavailable
 
-__all__ = ["main"]
+__all__ = ["CLI_ACTOR", "main"]
+
+CLI_ACTOR = "cli"
+"""``AuditEvent.actor`` of every change made from the command line."""
 
 ENV_URL = "NOWRAMP_AUTH_REDIS_URL"
 ENV_PEPPER = "NOWRAMP_AUTH_PEPPER"
@@ -288,17 +291,18 @@ def _event_rows(events: Sequence[AuditEvent]) -> str:
             e.code or "-",
             e.client_ip or "-",
             f"{e.method or ''} {e.path or ''}".strip() or "-",
+            e.actor or "-",
         ]
         for e in events
     ]
-    return _table(["TIME", "TYPE", "KEY", "CODE", "CLIENT", "REQUEST"], rows)
+    return _table(["TIME", "TYPE", "KEY", "CODE", "CLIENT", "REQUEST", "ACTOR"], rows)
 
 
 # -- commands -------------------------------------------------------------------------------
 def _keys(args: argparse.Namespace) -> int:
     store = _store(args)
     audit = _audit_log(store)
-    manager = KeyManager(store, audit=audit)
+    manager = KeyManager(store, audit=audit, actor=CLI_ACTOR)
     try:
         return _keys_action(args, manager)
     finally:
@@ -385,6 +389,7 @@ def _sessions(args: argparse.Namespace) -> int:
                     customer_id=args.customer,
                     scopes=args.scopes,
                     client_ip=client_ip,
+                    actor=CLI_ACTOR,
                 )
             except AuthError as exc:
                 if exc.code is ErrorCode.IP_NOT_ALLOWED and client_ip is None:
@@ -404,7 +409,7 @@ def _sessions(args: argparse.Namespace) -> int:
         else:
             target = args.session
             if target.startswith("ramp_sess_"):
-                record = auth.revoke_session(target)
+                record = auth.revoke_session(target, actor=CLI_ACTOR)
             elif target.startswith("sess_"):
                 found = store.revoke_session(target, utc_now())
                 if found is None:
@@ -417,6 +422,7 @@ def _sessions(args: argparse.Namespace) -> int:
                         key_id=record.key_id,
                         session_id=record.id,
                         project_id=record.project_id,
+                        actor=CLI_ACTOR,
                     )
                 )
             else:

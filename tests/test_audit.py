@@ -24,6 +24,7 @@ FIELDS = {
     "project_id",
     "session_id",
     "detail",
+    "actor",
 }
 
 
@@ -134,3 +135,51 @@ def test_redis_stream_gets_the_full_lifecycle(redis_url: str, namespace: str):
     finally:
         audit.close()
         store.close()
+
+
+def test_events_name_their_actor(clock):
+    from nowramp_auth import KeyManager, MemoryKeyStore
+
+    log = MemoryAuditLog()
+    manager = KeyManager(MemoryKeyStore(), clock=clock, audit=log)
+    issued = manager.create(scopes=["quotes:read"])  # no actor given: None
+    alice = manager.acting_as("alice")
+    assert alice.store is manager.store and manager.actor is None
+    alice.update(issued.key.id, name="renamed")
+    KeyManager(manager.store, clock=clock, audit=log, actor="deploy-bot").revoke(issued.key.id)
+    assert [(e.type, e.actor) for e in log.events] == [
+        ("key.created", None),
+        ("key.updated", "alice"),
+        ("key.revoked", "deploy-bot"),
+    ]
+    event = log.events[1]
+    assert AuditEvent.from_dict(json.loads(json.dumps(event.to_dict()))) == event
+    assert AuditEvent.from_dict({"type": "key.created", "at": event.at.isoformat()}).actor is None
+    with pytest.raises(TypeError):
+        manager.acting_as("")
+
+
+def test_dashboard_changes_name_the_operator():
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.testclient import TestClient
+
+    from nowramp_auth.dashboard import create_dashboard
+
+    kit = auth_kit()
+    password = "correct horse battery staple"
+    app = Starlette(
+        routes=[
+            Mount("/d", create_dashboard(kit.manager, admin_password=password, audit=kit.audit))
+        ]
+    )
+    client = TestClient(app)
+    client.post("/d/login", data={"password": password})
+    page = client.get("/d/keys").text
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    created = client.post(
+        "/d/keys", data={"csrf_token": token, "name": "n", "scopes": ["quotes:read"]}
+    )
+    assert created.status_code == 200
+    assert [(e.type, e.actor) for e in kit.audit.events] == [("key.created", "admin")]
+    assert "admin" in client.get("/d/audit").text

@@ -133,6 +133,7 @@ def test_full_lifecycle(cli):
     types = [e["type"] for e in json.loads(audit_json)]
     assert types[:4] == ["key.revoked", "key.rotated", "session.revoked", "session.created"]
     assert "key.updated" in types and types.count("key.created") == 2
+    assert {e["actor"] for e in json.loads(audit_json)} == {"cli"}  # a person did all this
     only_key = json.loads(ok(cli("audit", "--key", key_id, "--since", "1h", "--json")))
     assert {e["key_id"] for e in only_key} == {key_id}
 

@@ -56,6 +56,10 @@ class AuditReader(Protocol):
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+ADMIN_ACTOR = "admin"
+"""``AuditEvent.actor`` of changes made by the signed-in operator."""
+
+
 def create_dashboard(
     manager: KeyManager,
     *,
@@ -83,6 +87,7 @@ def create_dashboard(
         raise TypeError("audit must have a read(key_id=, type=, limit=) method")
     sessions = AdminSessions(secret_key or secrets.token_bytes(32), session_max_age.total_seconds())
     throttle = LoginThrottle()
+    acting = manager.acting_as(ADMIN_ACTOR)  # every change names who made it
 
     def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
         session = sessions.find(request.cookies.get(COOKIE))
@@ -193,7 +198,7 @@ def create_dashboard(
         try:
             days = EXPIRY_CHOICES.get(str(form.get("expires_in_days", "")))
             issued = await run_in_threadpool(
-                manager.create,
+                acting.create,
                 scopes=[str(s) for s in form.getlist("scopes")],
                 key_type="live" if form.get("key_type") == "live" else "test",
                 name=str(form.get("name", "")).strip(),
@@ -219,7 +224,7 @@ def create_dashboard(
             return await _confirm(request, "rotate")
         key_id = request.path_params["key_id"]
         try:
-            issued = await run_in_threadpool(manager.rotate, key_id)
+            issued = await run_in_threadpool(acting.rotate, key_id)
             old = await run_in_threadpool(manager.get, key_id)
         except KeyError:
             return render(request, "error.html", 404, message="No such key.")
@@ -243,7 +248,7 @@ def create_dashboard(
         if request.method == "GET":
             return await _confirm(request, "revoke")
         try:
-            await run_in_threadpool(manager.revoke, request.path_params["key_id"])
+            await run_in_threadpool(acting.revoke, request.path_params["key_id"])
         except KeyError:
             return render(request, "error.html", 404, message="No such key.")
         return RedirectResponse(request.scope.get("root_path", "") + "/keys", 303)
