@@ -93,7 +93,7 @@ def test_forms_need_a_session(client: TestClient, kit: AuthKit, path: str):
 
 def test_sign_in_cookie_and_wrong_password(client: TestClient):
     wrong = client.post("/dashboard/login", data={"password": "nope"})
-    assert wrong.status_code == 401 and "Wrong password" in wrong.text
+    assert wrong.status_code == 401 and "Wrong username or password" in wrong.text
     response = client.post("/dashboard/login", data={"password": PASSWORD})
     cookie = response.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Secure" in cookie

@@ -73,7 +73,7 @@ def test_dashboard_in_a_browser(browser_page, tmp_path: Path):
         page.goto(base + "/dashboard/")
         assert page.url.endswith("/dashboard/login")
         shot(page, tmp_path, "01-sign-in")
-        page.get_by_label("Admin password").fill(PASSWORD)
+        page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_url("**/dashboard/keys")
 

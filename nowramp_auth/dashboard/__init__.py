@@ -10,5 +10,6 @@ public path (``public_paths=["/dashboard*"]``): the dashboard has its own sign-i
 """
 
 from ._app import create_dashboard
+from ._users import DashboardUser
 
-__all__ = ["create_dashboard"]
+__all__ = ["DashboardUser", "create_dashboard"]

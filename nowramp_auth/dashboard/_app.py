@@ -7,6 +7,7 @@ form that created it (``Cache-Control: no-store``), never in a URL or a later pa
 
 from __future__ import annotations
 
+import inspect
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -29,11 +30,14 @@ from .._models import AUDIT_EVENT_TYPES, AuditEvent, KeyRecord
 from ..stores._errors import StoreUnavailable
 from ._headers import SecurityHeaders
 from ._security import MIN_PASSWORD_LENGTH, AdminSessions, LoginThrottle, check_password
+from ._users import OPERATOR_ADMIN, DashboardUser, IdentityCsrf, Viewer
 
 __all__ = ["create_dashboard"]
 
 COOKIE = "nowramp_dashboard"
 PAGE_SIZE = 50
+PARTNER_AUDIT_WINDOW = 10_000
+"""How many recent events a partner's audit page filters its own from."""
 EXPIRY_CHOICES = {"": None, "30": 30, "90": 90, "180": 180, "365": 365}
 EVENT_TYPES = list(AUDIT_EVENT_TYPES)
 _TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -54,45 +58,89 @@ class AuditReader(Protocol):
 
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-ADMIN_ACTOR = "admin"
-"""``AuditEvent.actor`` of changes made by the signed-in operator."""
+Identify = Callable[[Request], "DashboardUser | Awaitable[DashboardUser | None] | None"]
 
 
 def create_dashboard(
     manager: KeyManager,
     *,
-    admin_password: str,
     audit: AuditReader | None = None,
+    identify: Identify | None = None,
+    admin_password: str | None = None,
     secret_key: str | bytes | None = None,
     session_max_age: timedelta = timedelta(hours=8),
     secure_cookies: bool | None = None,
 ) -> Starlette:
     """The dashboard as an ASGI app to mount (e.g. at ``/dashboard``).
 
+    Sign-in is one of two modes, fixed here:
+
+    - ``identify=``: the host app signs users in. A callable (sync or async) taking the
+      Starlette ``Request`` and returning a :class:`DashboardUser`, or ``None`` (answered
+      401). No sign-in form; ``admin_password`` is refused.
+    - ``admin_password=``: a sign-in form for the operator (username ``admin``).
+
+    Partners (``DashboardUser.project_ids`` a set) see, create, rotate, revoke and audit only
+    keys of their projects; a URL or form naming another key answers 404 like an unknown
+    id, and changes nothing. Operators (``project_ids=None``) see every project.
+
     Parameters:
         manager: the :class:`~nowramp_auth.KeyManager` of the keys to manage.
-        admin_password: the sign-in password (at least 12 characters; no default).
         audit: where the Audit Logs page reads events (a ``MemoryAuditLog`` or
             ``RedisStreamAuditLog``); without it the page says none are configured.
+        identify: who is signed in, as the host app knows it (see above).
+        admin_password: the operator's sign-in password (at least 12 characters).
         secret_key: signs session cookies (default: random per process, so restarts sign
-            everyone out).
+            everyone out); in ``identify=`` mode it keys the CSRF tokens' user binding.
         session_max_age: how long a sign-in lasts (default 8 hours).
-        secure_cookies: mark the cookie ``Secure`` (default: when the request came over https).
+        secure_cookies: mark cookies ``Secure`` (default: when the request came over https).
     """
-    if not isinstance(admin_password, str) or len(admin_password) < MIN_PASSWORD_LENGTH:
-        raise ValueError(f"admin_password must be at least {MIN_PASSWORD_LENGTH} characters")
+    if identify is not None and admin_password is not None:
+        raise ValueError("give identify= or admin_password=, not both")
+    if identify is None:
+        if not isinstance(admin_password, str) or len(admin_password) < MIN_PASSWORD_LENGTH:
+            raise ValueError(
+                f"admin_password must be at least {MIN_PASSWORD_LENGTH} characters "
+                "(or give identify=)"
+            )
+    elif not callable(identify):
+        raise TypeError("identify must be a callable taking the request")
     if audit is not None and not callable(getattr(audit, "read", None)):
         raise TypeError("audit must have a read(key_id=, type=, limit=) method")
-    sessions = AdminSessions(secret_key or secrets.token_bytes(32), session_max_age.total_seconds())
+    key_bytes = secret_key.encode() if isinstance(secret_key, str) else secret_key
+    sessions = AdminSessions(key_bytes or secrets.token_bytes(32), session_max_age.total_seconds())
+    csrf = IdentityCsrf(key_bytes)
     throttle = LoginThrottle()
-    acting = manager.acting_as(ADMIN_ACTOR)  # every change names who made it
+
+    def cookie_secure(request: Request) -> bool:
+        return request.url.scheme == "https" if secure_cookies is None else secure_cookies
+
+    async def who(request: Request) -> tuple[Viewer | None, str | None]:
+        """The viewer, and a new CSRF cookie value to set (identify mode)."""
+        if identify is None:
+            session = sessions.find(request.cookies.get(COOKIE))
+            if session is None:
+                return None, None
+            return Viewer(OPERATOR_ADMIN, session.csrf_token, signs_out=True), None
+        if inspect.iscoroutinefunction(identify):
+            user = await identify(request)
+        else:
+            user = await run_in_threadpool(identify, request)
+            if inspect.isawaitable(user):
+                user = await user
+        if user is None:
+            return None, None
+        if not isinstance(user, DashboardUser):
+            raise TypeError("identify must return a DashboardUser or None")
+        token, fresh = csrf.token_for(user, request.cookies.get(IdentityCsrf.cookie))
+        return Viewer(user, token, signs_out=False), token if fresh else None
 
     def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
-        session = sessions.find(request.cookies.get(COOKIE))
+        viewer = getattr(request.state, "viewer", None)
         context.update(
-            base=request.scope.get("root_path", ""), session=session, nonce=request.state.nonce
+            base=request.scope.get("root_path", ""),
+            session=viewer,
+            nonce=request.state.nonce,
         )
         response = _TEMPLATES.TemplateResponse(request, template, context, status_code=status)
         return response
@@ -100,14 +148,25 @@ def create_dashboard(
     def signed_in(handler: Handler) -> Handler:
         async def guarded(request: Request) -> Response:
             request.state.nonce = secrets.token_urlsafe(12)
-            session = sessions.find(request.cookies.get(COOKIE))
             nonce = request.state.nonce
-            if session is None:
+            viewer, new_cookie = await who(request)
+            if viewer is None:
+                if identify is not None:
+                    refusal = render(request, "error.html", 401, message="Not signed in.")
+                    return _harden(refusal, nonce)
                 login = request.scope.get("root_path", "") + "/login"
                 return _harden(RedirectResponse(login, 303), nonce)
+            request.state.viewer = viewer
             if request.method == "POST":
                 form = await request.form()
-                if not AdminSessions.csrf_ok(session, form.get("csrf_token")):
+                presented = form.get("csrf_token")
+                if identify is None:
+                    ok = AdminSessions.csrf_ok_token(viewer.csrf_token, presented)
+                else:
+                    ok = csrf.check(
+                        viewer.user, request.cookies.get(IdentityCsrf.cookie), presented
+                    )
+                if not ok:
                     refusal = Response(
                         "Invalid or missing CSRF token.", 403, media_type="text/plain"
                     )
@@ -121,9 +180,22 @@ def create_dashboard(
                     503,
                     message="The key store is unreachable. Try again shortly.",
                 )
+            if new_cookie is not None:
+                response.set_cookie(
+                    IdentityCsrf.cookie,
+                    new_cookie,
+                    path=request.scope.get("root_path", "") or "/",
+                    httponly=True,
+                    samesite="strict",
+                    secure=cookie_secure(request),
+                )
             return _harden(response, request.state.nonce)
 
         return guarded
+
+    def viewer_of(request: Request) -> DashboardUser:
+        viewer: Viewer = request.state.viewer
+        return viewer.user
 
     async def login(request: Request) -> Response:
         request.state.nonce = secrets.token_urlsafe(12)
@@ -140,14 +212,19 @@ def create_dashboard(
                 request.state.nonce,
             )
         password = form.get("password")
-        if not isinstance(password, str) or not check_password(admin_password, password):
+        username = form.get("username")
+        if (
+            username not in (None, "", OPERATOR_ADMIN.id)
+            or not isinstance(password, str)
+            or not check_password(str(admin_password), password)
+        ):
             return _harden(
-                render(request, "login.html", 401, error="Wrong password."), request.state.nonce
+                render(request, "login.html", 401, error="Wrong username or password."),
+                request.state.nonce,
             )
         throttle.succeeded(client)
         _, cookie = sessions.start()
         response = RedirectResponse(base + "/keys", 303)
-        secure = request.url.scheme == "https" if secure_cookies is None else secure_cookies
         response.set_cookie(
             COOKIE,
             cookie,
@@ -155,7 +232,7 @@ def create_dashboard(
             path=base or "/",
             httponly=True,
             samesite="strict",
-            secure=secure,
+            secure=cookie_secure(request),
         )
         return _harden(response, request.state.nonce)
 
@@ -173,8 +250,9 @@ def create_dashboard(
         return RedirectResponse(request.scope.get("root_path", "") + "/keys", 303)
 
     def keys_page(request: Request, status: int = 200, **extra: Any) -> Response:
+        user = viewer_of(request)
         project = request.query_params.get("project") or None
-        records = manager.list(project_id=project)
+        records = [r for r in manager.list(project_id=project) if user.manages(r.project_id)]
         now = utc_now()
         rows = [_row(r, now) for r in sorted(records, key=lambda r: r.created_at, reverse=True)]
         return render(
@@ -184,6 +262,7 @@ def create_dashboard(
             rows=rows,
             project=project or "",
             scopes=sorted(manager.scopes.scopes),
+            projects=sorted(user.project_ids) if user.project_ids is not None else None,
             expiry_choices=EXPIRY_CHOICES,
             **extra,
         )
@@ -194,15 +273,28 @@ def create_dashboard(
 
     @signed_in
     async def create(request: Request) -> Response:
+        user = viewer_of(request)
         form = await request.form()
+        project_id = str(form.get("project_id", "")).strip() or None
+        if project_id is None and user.project_ids is not None and len(user.project_ids) == 1:
+            project_id = next(iter(user.project_ids))  # a partner's only project
+        if not user.manages(project_id):
+            return await run_in_threadpool(
+                keys_page, request, 400, error="You can create keys only in your own projects."
+            )
+        choice = str(form.get("expires_in_days", ""))
+        if choice not in EXPIRY_CHOICES:
+            return await run_in_threadpool(
+                keys_page, request, 400, error="Choose an expiry from the list."
+            )
         try:
-            days = EXPIRY_CHOICES.get(str(form.get("expires_in_days", "")))
+            days = EXPIRY_CHOICES[choice]
             issued = await run_in_threadpool(
-                acting.create,
+                manager.acting_as(user.id).create,
                 scopes=[str(s) for s in form.getlist("scopes")],
                 key_type="live" if form.get("key_type") == "live" else "test",
                 name=str(form.get("name", "")).strip(),
-                project_id=str(form.get("project_id", "")).strip() or None,
+                project_id=project_id,
                 allowed_ips=[c for c in re.split(r"[\s,]+", str(form.get("allowed_ips", ""))) if c],
                 expires_at=utc_now() + timedelta(days=days) if days else None,
             )
@@ -212,8 +304,15 @@ def create_dashboard(
             render(request, "key_created.html", issued=issued, title="Your new API key")
         )
 
-    async def _confirm(request: Request, action: str) -> Response:
+    async def visible(request: Request) -> KeyRecord | None:
+        # A key outside the user's projects is answered exactly like an unknown id.
         record = await run_in_threadpool(_get, manager, request.path_params["key_id"])
+        if record is None or not viewer_of(request).manages(record.project_id):
+            return None
+        return record
+
+    async def _confirm(request: Request, action: str) -> Response:
+        record = await visible(request)
         if record is None:
             return render(request, "error.html", 404, message="No such key.")
         return render(request, "confirm.html", action=action, key=_row(record, utc_now()))
@@ -223,8 +322,12 @@ def create_dashboard(
         if request.method == "GET":
             return await _confirm(request, "rotate")
         key_id = request.path_params["key_id"]
+        if await visible(request) is None:
+            return render(request, "error.html", 404, message="No such key.")
         try:
-            issued = await run_in_threadpool(acting.rotate, key_id)
+            issued = await run_in_threadpool(
+                manager.acting_as(viewer_of(request).id).rotate, key_id
+            )
             old = await run_in_threadpool(manager.get, key_id)
         except KeyError:
             return render(request, "error.html", 404, message="No such key.")
@@ -247,8 +350,12 @@ def create_dashboard(
     async def revoke(request: Request) -> Response:
         if request.method == "GET":
             return await _confirm(request, "revoke")
+        if await visible(request) is None:
+            return render(request, "error.html", 404, message="No such key.")
         try:
-            await run_in_threadpool(acting.revoke, request.path_params["key_id"])
+            await run_in_threadpool(
+                manager.acting_as(viewer_of(request).id).revoke, request.path_params["key_id"]
+            )
         except KeyError:
             return render(request, "error.html", 404, message="No such key.")
         return RedirectResponse(request.scope.get("root_path", "") + "/keys", 303)
@@ -262,11 +369,17 @@ def create_dashboard(
             page = max(1, min(int(params.get("page", "1")), 1000))
         except ValueError:
             page = 1
+        user = viewer_of(request)
         events: list[AuditEvent] = []
         if audit is not None:
+            wanted = page * PAGE_SIZE + 1
+            # A partner sees only its projects' events: read further back, then filter.
+            limit = wanted if user.is_operator else min(wanted * 20, PARTNER_AUDIT_WINDOW)
             events = await run_in_threadpool(
-                audit.read, key_id=key_id, type=event_type, limit=page * PAGE_SIZE + 1
+                audit.read, key_id=key_id, type=event_type, limit=limit
             )
+            if not user.is_operator:
+                events = [e for e in events if user.manages(e.project_id)]
         shown = events[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
         return render(
             request,
@@ -280,10 +393,13 @@ def create_dashboard(
             configured=audit is not None,
         )
 
-    routes = [
-        Route("/", home),
-        Route("/login", login, methods=["GET", "POST"]),
-        Route("/logout", logout, methods=["POST"]),
+    routes = [Route("/", home)]
+    if identify is None:  # the host app signs users in and out in identify= mode
+        routes += [
+            Route("/login", login, methods=["GET", "POST"]),
+            Route("/logout", logout, methods=["POST"]),
+        ]
+    routes += [
         Route("/keys", keys),
         Route("/keys", create, methods=["POST"]),
         Route("/keys/{key_id}/rotate", rotate, methods=["GET", "POST"]),

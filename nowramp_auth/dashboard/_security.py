@@ -79,6 +79,13 @@ class AdminSessions:
             self._sessions.pop(session.id, None)
 
     @staticmethod
+    def csrf_ok_token(expected: str, presented: object) -> bool:
+        """The form's CSRF token matches ``expected`` (constant time)."""
+        if not isinstance(presented, str):
+            return False
+        return hmac.compare_digest(expected.encode(), presented.encode())
+
+    @staticmethod
     def csrf_ok(session: DashboardSession, presented: object) -> bool:
         """The form's CSRF token matches the session's (constant time)."""
         if not isinstance(presented, str):

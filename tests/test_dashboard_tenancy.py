@@ -1,0 +1,165 @@
+"""The dashboard for partners: ``identify=`` sign-in, tenant isolation, actors.
+
+Two partners (alice: project pa, bob: project pb) and an operator (root). Every key route and
+form tried by one partner with the other's key ids or project answers 404 or a refusal and
+changes nothing; the operator sees and may change everything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Mount
+from starlette.testclient import TestClient
+
+from nowramp_auth.dashboard import DashboardUser, create_dashboard
+from nowramp_auth.testing import AuthKit, auth_kit
+
+USERS = {
+    "alice": DashboardUser("alice", "Alice", frozenset({"pa"})),
+    "bob": DashboardUser("bob", "Bob", frozenset({"pb"})),
+    "root": DashboardUser("root", "Operator", None),
+}
+
+
+def sync_identify(request: Request) -> DashboardUser | None:
+    return USERS.get(request.headers.get("x-test-user", ""))
+
+
+async def async_identify(request: Request) -> DashboardUser | None:
+    return USERS.get(request.headers.get("x-test-user", ""))
+
+
+@pytest.fixture(params=[sync_identify, async_identify], ids=["sync", "async"])
+def setup(request: pytest.FixtureRequest) -> tuple[AuthKit, Callable[[str], TestClient], dict]:
+    kit = auth_kit()
+    keys = {
+        "pa": kit.manager.create(scopes=["quotes:read"], project_id="pa").key.id,
+        "pb": kit.manager.create(scopes=["quotes:read"], project_id="pb").key.id,
+        "none": kit.manager.create(scopes=["quotes:read"]).key.id,
+    }
+    app = Starlette(
+        routes=[Mount("/d", create_dashboard(kit.manager, audit=kit.audit, identify=request.param))]
+    )
+
+    def client_for(user: str) -> TestClient:
+        return TestClient(app, headers={"X-Test-User": user})
+
+    return kit, client_for, keys
+
+
+def same_page(a: str, b: str) -> bool:
+    """Equal but for the per-request nonce."""
+    nonce = re.compile(r'nonce="[^"]+"')
+    return nonce.sub("", a) == nonce.sub("", b)
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, page[:500]
+    return found.group(1)
+
+
+def test_partners_see_only_their_projects(setup):
+    _, client_for, keys = setup
+    alice, root = client_for("alice"), client_for("root")
+    page = alice.get("/d/keys")
+    assert page.status_code == 200 and "Alice" in page.text
+    assert keys["pa"] in page.text
+    assert keys["pb"] not in page.text and keys["none"] not in page.text
+    assert "Sign out" not in page.text  # the host app signs people out
+    assert keys["pb"] not in alice.get("/d/keys?project=pb").text
+    everything = root.get("/d/keys").text
+    assert all(key_id in everything for key_id in keys.values())
+
+
+def test_another_partners_keys_answer_404_and_nothing_changes(setup):
+    kit, client_for, keys = setup
+    alice = client_for("alice")
+    token = csrf_of(alice.get("/d/keys").text)
+    unknown = alice.get("/d/keys/key_ABCDnotthere0000/rotate")
+    for key_id in (keys["pb"], keys["none"]):
+        for action in ("rotate", "revoke"):
+            page = alice.get(f"/d/keys/{key_id}/{action}")
+            assert page.status_code == 404 and key_id not in page.text
+            assert same_page(page.text, unknown.text.replace("key_ABCDnotthere0000", key_id))
+            forged = alice.post(f"/d/keys/{key_id}/{action}", data={"csrf_token": token})
+            assert forged.status_code == 404 and key_id not in forged.text
+        record = kit.manager.get(key_id)
+        assert record.revoked_at is None and record.rotated_to is None
+    refused = alice.post(
+        "/d/keys",
+        data={"csrf_token": token, "name": "x", "scopes": ["quotes:read"], "project_id": "pb"},
+    )
+    assert refused.status_code == 400 and "own projects" in refused.text
+    assert len(kit.manager.list(project_id="pb")) == 1
+    made = alice.post("/d/keys", data={"csrf_token": token, "name": "x", "scopes": ["quotes:read"]})
+    assert made.status_code == 200 and "shown only once" in made.text.lower()
+    assert len(kit.manager.list(project_id="pa")) == 2  # her only project, by default
+    # Her own keys she may rotate and revoke.
+    assert alice.post(f"/d/keys/{keys['pa']}/revoke", data={"csrf_token": token}).status_code in (
+        200,
+        303,
+    )
+    assert kit.manager.get(keys["pa"]).revoked_at is not None
+
+
+def test_the_operator_changes_any_key_and_events_name_actors(setup):
+    kit, client_for, keys = setup
+    root = client_for("root")
+    token = csrf_of(root.get("/d/keys").text)
+    root.post(f"/d/keys/{keys['pb']}/revoke", data={"csrf_token": token})
+    assert kit.manager.get(keys["pb"]).revoked_at is not None
+    alice = client_for("alice")
+    alice_token = csrf_of(alice.get("/d/keys").text)
+    alice.post(f"/d/keys/{keys['pa']}/rotate", data={"csrf_token": alice_token})
+    actors = {(e.type, e.key_id): e.actor for e in kit.audit.events if e.actor}
+    assert actors[("key.revoked", keys["pb"])] == "root"
+    assert actors[("key.rotated", keys["pa"])] == "alice"
+    # Audit Logs: alice sees her project's events only; a filter naming bob's key shows none.
+    audit = alice.get("/d/audit").text
+    assert keys["pa"] in audit and keys["pb"] not in audit
+    filtered = alice.get(f"/d/audit?key={keys['pb']}").text
+    assert filtered.count(keys["pb"]) == 1  # only in the filter field she typed it into
+    assert keys["pb"] in root.get("/d/audit").text
+
+
+def test_csrf_is_bound_to_the_identified_user(setup):
+    kit, client_for, keys = setup
+    alice, bob = client_for("alice"), client_for("bob")
+    bob_token = csrf_of(bob.get("/d/keys").text)
+    alice.get("/d/keys")
+    url = f"/d/keys/{keys['pa']}/revoke"
+    assert alice.post(url).status_code == 403  # no token
+    assert alice.post(url, data={"csrf_token": bob_token}).status_code == 403
+    # bob's cookie and token presented as alice: bound to bob, refused
+    alice.cookies.set("nowramp_dashboard_csrf", bob_token, path="/d")
+    assert alice.post(url, data={"csrf_token": bob_token}).status_code == 403
+    assert kit.manager.get(keys["pa"]).revoked_at is None
+
+
+def test_nobody_signed_in_is_401_and_there_is_no_sign_in_form(setup):
+    _, client_for, _ = setup
+    stranger = client_for("mallory")
+    for path in ("/d/keys", "/d/audit", "/d/keys/key_ABCDnotthere0000/rotate"):
+        answer = stranger.get(path, follow_redirects=False)
+        assert answer.status_code == 401, path
+        assert answer.headers["x-frame-options"] == "DENY"
+    assert stranger.get("/d/login").status_code == 404
+
+
+def test_modes_are_exclusive_and_users_are_checked():
+    kit = auth_kit()
+    with pytest.raises(ValueError, match="not both"):
+        create_dashboard(kit.manager, identify=sync_identify, admin_password="x" * 20)
+    with pytest.raises(ValueError, match="identify="):
+        create_dashboard(kit.manager)
+    with pytest.raises(TypeError):
+        DashboardUser("", "nobody", None)
+    with pytest.raises(TypeError):
+        DashboardUser("a", "A", "pa")  # type: ignore[arg-type]
+    assert DashboardUser("a", "A", {"pa"}).project_ids == frozenset({"pa"})  # type: ignore[arg-type]
