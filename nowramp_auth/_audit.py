@@ -33,13 +33,14 @@ class AuditSink(Protocol):
         """Record one event."""
 
 
-FailureFields = tuple[float, str | None, str, str | None, str | None, str | None]
-"""``auth.failed`` as raw fields: (at in epoch seconds, key id, code, client ip, method, path)."""
+FailureFields = tuple[float, str | None, str, str | None, str | None, str | None, str | None]
+"""``auth.failed`` as raw fields: (at in epoch seconds, key id, code, client ip, method, path,
+project id)."""
 
 
 def failure_event(fields: FailureFields) -> AuditEvent:
     """The :class:`AuditEvent` of raw ``auth.failed`` fields."""
-    at, key_id, code, client_ip, method, path = fields
+    at, key_id, code, client_ip, method, path, project_id = fields
     return AuditEvent(
         "auth.failed",
         datetime.fromtimestamp(at, UTC),
@@ -48,6 +49,7 @@ def failure_event(fields: FailureFields) -> AuditEvent:
         client_ip=client_ip,
         method=method,
         path=path,
+        project_id=project_id,
     )
 
 
@@ -179,10 +181,11 @@ class AuditEmitter:
         client_ip: str | None,
         method: str | None,
         path: str | None,
+        project_id: str | None = None,
     ) -> None:
         """Deliver an ``auth.failed`` event (the one of every refused request): sinks that take
         raw fields get a tuple; the event object is built only if another sink needs it."""
-        fields: FailureFields = (at, key_id, code, client_ip, method, path)
+        fields: FailureFields = (at, key_id, code, client_ip, method, path, project_id)
         if self._raw_only:
             for sink in self._inline:
                 try:

@@ -499,6 +499,7 @@ class Authenticator:
                 ErrorCode.INSUFFICIENT_PERMISSIONS,
                 detail="The key does not belong to this project.",
                 key_id=principal.key_id,
+                project_id=principal.project_id,
             )
         if scopes is None:
             granted = principal.scopes & self.widget_scopes
@@ -510,6 +511,7 @@ class Authenticator:
                     detail="A session can only get scopes its key holds.",
                     required_scopes=granted - principal.scopes,
                     key_id=principal.key_id,
+                    project_id=principal.project_id,
                 )
         now = self._now()
         expires_at = now + self.session_ttl
@@ -606,7 +608,13 @@ class Authenticator:
         # unless a sink needs one (see AuditEmitter.emit_failure).
         if self.audit:
             self.audit.emit_failure(
-                self._now_seconds(), error.key_id, error.code.value, ip_text(ip), method, path
+                self._now_seconds(),
+                error.key_id,
+                error.code.value,
+                ip_text(ip),
+                method,
+                path,
+                error.project_id,
             )
 
     def _succeeded(
@@ -636,6 +644,7 @@ def _check_route_scopes(key: LimitedKey, required: Collection[str]) -> None:
             ErrorCode.INSUFFICIENT_PERMISSIONS,
             required_scopes=required,
             key_id=key.principal.key_id,
+            project_id=key.principal.project_id,
         )
 
 
@@ -647,6 +656,7 @@ def _charged(principal: Principal, status: RateLimitStatus) -> Principal:
             retry_after=ceil_seconds(timedelta(seconds=status.retry_after_seconds)),
             key_id=principal.key_id,
             rate_limit=status,
+            project_id=principal.project_id,
         )
     return Principal(  # not dataclasses.replace: this runs per rate-limited request
         principal.key_id,

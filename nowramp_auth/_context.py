@@ -57,6 +57,7 @@ def refuse_scopes(required: Collection[str]) -> AuthError:
         ErrorCode.INSUFFICIENT_PERMISSIONS,
         required_scopes=required,
         key_id=principal.key_id,
+        project_id=principal.project_id,
     )
     authenticator.audit_refusal(error, client_ip=client_ip, method=method, path=path)
     return error

@@ -42,15 +42,18 @@ def decide_key(
         raise AuthError(ErrorCode.INVALID_API_KEY)
     record = stored.record
     if record.revoked_at is not None:
-        raise AuthError(ErrorCode.INVALID_API_KEY, key_id=record.id)
+        raise AuthError(ErrorCode.INVALID_API_KEY, key_id=record.id, project_id=record.project_id)
     if record.expires_at is not None and now >= record.expires_at:
-        raise AuthError(ErrorCode.API_KEY_EXPIRED, key_id=record.id)
+        raise AuthError(ErrorCode.API_KEY_EXPIRED, key_id=record.id, project_id=record.project_id)
     principal, allowlist = derived(record)
     if not ip_allowed(client_ip, allowlist):
-        raise AuthError(ErrorCode.IP_NOT_ALLOWED, key_id=record.id)
+        raise AuthError(ErrorCode.IP_NOT_ALLOWED, key_id=record.id, project_id=record.project_id)
     if _missing_scopes(record.scopes, required_scopes):
         raise AuthError(
-            ErrorCode.INSUFFICIENT_PERMISSIONS, required_scopes=required_scopes, key_id=record.id
+            ErrorCode.INSUFFICIENT_PERMISSIONS,
+            required_scopes=required_scopes,
+            key_id=record.id,
+            project_id=record.project_id,
         )
     return principal
 
@@ -98,15 +101,18 @@ def decide_session(
     The parent key's IP allowlist does not apply (the session runs in a browser); its
     revocation and expiry do, and so do later cuts to its scopes.
     """
-    key_id = session.key_id
+    key_id, project = session.key_id, session.project_id
     if session.revoked_at is not None or parent is None or parent.revoked_at is not None:
-        raise AuthError(ErrorCode.INVALID_SESSION_TOKEN, key_id=key_id)
+        raise AuthError(ErrorCode.INVALID_SESSION_TOKEN, key_id=key_id, project_id=project)
     if now >= session.expires_at or (parent.expires_at is not None and now >= parent.expires_at):
-        raise AuthError(ErrorCode.SESSION_EXPIRED, key_id=key_id)
+        raise AuthError(ErrorCode.SESSION_EXPIRED, key_id=key_id, project_id=project)
     scopes = session.scopes & parent.scopes
     if _missing_scopes(scopes, required_scopes):
         raise AuthError(
-            ErrorCode.INSUFFICIENT_PERMISSIONS, required_scopes=required_scopes, key_id=key_id
+            ErrorCode.INSUFFICIENT_PERMISSIONS,
+            required_scopes=required_scopes,
+            key_id=key_id,
+            project_id=project,
         )
     return Principal(
         key_id=key_id,

@@ -94,6 +94,8 @@ class AuthError(Exception):
         required_scopes: for ``INSUFFICIENT_PERMISSIONS``, the scopes the request needed.
         retry_after: for ``RATE_LIMITED`` and ``AUTH_UNAVAILABLE``, whole seconds to wait.
         key_id: the public key id when the key parsed (for audit; not rendered).
+        project_id: the key's project once the key's digest matched (for audit; not
+            rendered).
         rate_limit: for ``RATE_LIMITED``, the limit's state (rendered as ``RateLimit-*``).
     """
 
@@ -106,6 +108,7 @@ class AuthError(Exception):
         retry_after: int | None = None,
         key_id: str | None = None,
         rate_limit: RateLimitStatus | None = None,
+        project_id: str | None = None,
     ) -> None:
         # Refusals are on the hot path of every bad request: keep construction cheap.
         self.code = code if type(code) is ErrorCode else ErrorCode(code)
@@ -114,6 +117,7 @@ class AuthError(Exception):
         self.retry_after = retry_after
         self.key_id = key_id
         self.rate_limit = rate_limit
+        self.project_id = project_id
         self.args = (self.code,)  # a str Enum: its value, without the Enum descriptor
 
     @property

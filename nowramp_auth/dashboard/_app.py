@@ -28,6 +28,7 @@ from .._durations import format_duration
 from .._manager import KeyManager
 from .._models import AUDIT_EVENT_TYPES, AuditEvent, KeyRecord
 from ..stores._errors import StoreUnavailable
+from ._csv import audit_csv_text
 from ._headers import SecurityHeaders
 from ._security import MIN_PASSWORD_LENGTH, AdminSessions, LoginThrottle, check_password
 from ._users import OPERATOR_ADMIN, DashboardUser, IdentityCsrf, Viewer
@@ -36,6 +37,8 @@ __all__ = ["create_dashboard"]
 
 COOKIE = "nowramp_dashboard"
 PAGE_SIZE = 50
+CSV_ROWS = 10_000
+"""The most events one ``/audit.csv`` download holds (newest first)."""
 PARTNER_AUDIT_WINDOW = 10_000
 """How many recent events a partner's audit page filters its own from."""
 EXPIRY_CHOICES = {"": None, "30": 30, "90": 90, "180": 180, "365": 365}
@@ -360,6 +363,26 @@ def create_dashboard(
             return render(request, "error.html", 404, message="No such key.")
         return RedirectResponse(request.scope.get("root_path", "") + "/keys", 303)
 
+    async def visible_events(request: Request, wanted: int) -> list[AuditEvent]:
+        # The filter's events the user may see, newest first (at most ``wanted``).
+        params = request.query_params
+        key_id = params.get("key") or None
+        event_type = params.get("type") if params.get("type") in EVENT_TYPES else None
+        user = viewer_of(request)
+        if audit is None:
+            return []
+        # A partner sees only its projects' events: read further back, then filter.
+        limit = wanted if user.is_operator else min(wanted * 20, PARTNER_AUDIT_WINDOW)
+        events = await run_in_threadpool(audit.read, key_id=key_id, type=event_type, limit=limit)
+        return [e for e in events if user.manages(e.project_id)][:wanted]
+
+    @signed_in
+    async def audit_csv(request: Request) -> Response:
+        events = await visible_events(request, CSV_ROWS)
+        response = Response(audit_csv_text(events), media_type="text/csv; charset=utf-8")
+        response.headers["Content-Disposition"] = 'attachment; filename="audit.csv"'
+        return response
+
     @signed_in
     async def audit_page(request: Request) -> Response:
         params = request.query_params
@@ -369,17 +392,7 @@ def create_dashboard(
             page = max(1, min(int(params.get("page", "1")), 1000))
         except ValueError:
             page = 1
-        user = viewer_of(request)
-        events: list[AuditEvent] = []
-        if audit is not None:
-            wanted = page * PAGE_SIZE + 1
-            # A partner sees only its projects' events: read further back, then filter.
-            limit = wanted if user.is_operator else min(wanted * 20, PARTNER_AUDIT_WINDOW)
-            events = await run_in_threadpool(
-                audit.read, key_id=key_id, type=event_type, limit=limit
-            )
-            if not user.is_operator:
-                events = [e for e in events if user.manages(e.project_id)]
+        events = await visible_events(request, page * PAGE_SIZE + 1)
         shown = events[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
         return render(
             request,
@@ -405,6 +418,7 @@ def create_dashboard(
         Route("/keys/{key_id}/rotate", rotate, methods=["GET", "POST"]),
         Route("/keys/{key_id}/revoke", revoke, methods=["GET", "POST"]),
         Route("/audit", audit_page),
+        Route("/audit.csv", audit_csv),
     ]
     # Answers no page renders (404, 405, redirects) get the same headers as pages.
     return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
