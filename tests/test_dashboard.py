@@ -117,8 +117,11 @@ def test_forged_cookie_is_rejected(client: TestClient):
 def test_default_password_is_impossible(kit: AuthKit):
     with pytest.raises(ValueError, match="12"):
         create_dashboard(kit.manager, admin_password="short")
-    with pytest.raises((ValueError, TypeError)):
-        create_dashboard(kit.manager, admin_password=None)  # type: ignore[arg-type]
+    # Without admin_password there is no operator shortcut at all (accounts only).
+    client = TestClient(Starlette(routes=[Mount("/d", create_dashboard(kit.manager))]))
+    for password in ("", "short", "x" * 40):
+        refused = client.post("/d/login", data={"username": "admin", "password": password})
+        assert refused.status_code == 401
 
 
 def test_create_shows_the_key_once(client: TestClient, kit: AuthKit):

@@ -9,7 +9,7 @@ If the app also runs :class:`~nowramp_auth.starlette.ApiKeyMiddleware`, list the
 public path (``public_paths=["/dashboard*"]``): the dashboard has its own sign-in.
 """
 
+from .._accounts import DashboardUser
 from ._app import create_dashboard
-from ._users import DashboardUser
 
 __all__ = ["DashboardUser", "create_dashboard"]

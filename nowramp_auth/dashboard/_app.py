@@ -7,6 +7,7 @@ form that created it (``Cache-Control: no-store``), never in a URL or a later pa
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import re
 import secrets
@@ -23,20 +24,24 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+from .._accounts import MIN_PASSWORD_LENGTH, OPERATOR_ADMIN, Accounts, DashboardUser
 from .._clock import utc_now
 from .._durations import format_duration
 from .._manager import KeyManager
-from .._models import AUDIT_EVENT_TYPES, AuditEvent, KeyRecord
+from .._models import AUDIT_EVENT_TYPES, AuditEvent, KeyRecord, RateLimit
 from ..stores._errors import StoreUnavailable
 from ._csv import audit_csv_text
 from ._headers import SecurityHeaders
-from ._security import MIN_PASSWORD_LENGTH, AdminSessions, LoginThrottle, check_password
-from ._users import OPERATOR_ADMIN, DashboardUser, IdentityCsrf, Viewer
+from ._security import check_password, csrf_matches
+from ._sessions import StoreSessions
+from ._users import IdentityCsrf, Viewer
 
 __all__ = ["create_dashboard"]
 
 COOKIE = "nowramp_dashboard"
 PAGE_SIZE = 50
+SIGN_IN_LIMIT = RateLimit(5, timedelta(minutes=1))
+"""Sign-in attempts per client address, counted before the password is checked."""
 CSV_ROWS = 10_000
 """The most events one ``/audit.csv`` download holds (newest first)."""
 PARTNER_AUDIT_WINDOW = 10_000
@@ -71,7 +76,8 @@ def create_dashboard(
     identify: Identify | None = None,
     admin_password: str | None = None,
     secret_key: str | bytes | None = None,
-    session_max_age: timedelta = timedelta(hours=8),
+    session_idle: timedelta = timedelta(minutes=30),
+    session_max_age: timedelta = timedelta(hours=12),
     secure_cookies: bool | None = None,
 ) -> Starlette:
     """The dashboard as an ASGI app to mount (e.g. at ``/dashboard``).
@@ -81,7 +87,10 @@ def create_dashboard(
     - ``identify=``: the host app signs users in. A callable (sync or async) taking the
       Starlette ``Request`` and returning a :class:`DashboardUser`, or ``None`` (answered
       401). No sign-in form; ``admin_password`` is refused.
-    - ``admin_password=``: a sign-in form for the operator (username ``admin``).
+    - otherwise a sign-in form (``username``, ``password``) for the built-in accounts kept
+      in the key store (``nowramp-auth accounts ...``, argon2id hashes) and, when
+      ``admin_password=`` is given (at least 12 characters), the operator (``admin``).
+      Sessions live in the key store, so every instance serves every user.
 
     Partners (``DashboardUser.project_ids`` a set) see, create, rotate, revoke and audit only
     keys of their projects; a URL or form naming another key answers 404 like an unknown
@@ -93,27 +102,29 @@ def create_dashboard(
             ``RedisStreamAuditLog``); without it the page says none are configured.
         identify: who is signed in, as the host app knows it (see above).
         admin_password: the operator's sign-in password (at least 12 characters).
-        secret_key: signs session cookies (default: random per process, so restarts sign
-            everyone out); in ``identify=`` mode it keys the CSRF tokens' user binding.
-        session_max_age: how long a sign-in lasts (default 8 hours).
+        secret_key: in ``identify=`` mode, keys the CSRF tokens' user binding (the same on
+            every instance; optional).
+        session_idle: a session ends after this long without a request (default 30 min).
+        session_max_age: a session ends this long after sign-in (default 12 hours).
         secure_cookies: mark cookies ``Secure`` (default: when the request came over https).
     """
     if identify is not None and admin_password is not None:
         raise ValueError("give identify= or admin_password=, not both")
-    if identify is None:
-        if not isinstance(admin_password, str) or len(admin_password) < MIN_PASSWORD_LENGTH:
-            raise ValueError(
-                f"admin_password must be at least {MIN_PASSWORD_LENGTH} characters "
-                "(or give identify=)"
-            )
-    elif not callable(identify):
+    if admin_password is not None and (
+        not isinstance(admin_password, str) or len(admin_password) < MIN_PASSWORD_LENGTH
+    ):
+        raise ValueError(f"admin_password must be at least {MIN_PASSWORD_LENGTH} characters")
+    if identify is not None and not callable(identify):
         raise TypeError("identify must be a callable taking the request")
     if audit is not None and not callable(getattr(audit, "read", None)):
         raise TypeError("audit must have a read(key_id=, type=, limit=) method")
     key_bytes = secret_key.encode() if isinstance(secret_key, str) else secret_key
-    sessions = AdminSessions(key_bytes or secrets.token_bytes(32), session_max_age.total_seconds())
     csrf = IdentityCsrf(key_bytes)
-    throttle = LoginThrottle()
+    store: Any = manager.store
+    accounts = Accounts(store) if identify is None else None
+    sessions = StoreSessions(
+        store, idle=session_idle.total_seconds(), absolute=session_max_age.total_seconds()
+    )
 
     def cookie_secure(request: Request) -> bool:
         return request.url.scheme == "https" if secure_cookies is None else secure_cookies
@@ -121,10 +132,17 @@ def create_dashboard(
     async def who(request: Request) -> tuple[Viewer | None, str | None]:
         """The viewer, and a new CSRF cookie value to set (identify mode)."""
         if identify is None:
-            session = sessions.find(request.cookies.get(COOKIE))
+            cookie = request.cookies.get(COOKIE)
+            session = await run_in_threadpool(sessions.find, cookie)
             if session is None:
                 return None, None
-            return Viewer(OPERATOR_ADMIN, session.csrf_token, signs_out=True), None
+            if session.user.id != OPERATOR_ADMIN.id and accounts is not None:
+                # A disabled or removed account is signed out at its next request.
+                account = await run_in_threadpool(accounts.enabled, session.user.id)
+                if not account:
+                    await run_in_threadpool(sessions.end, cookie)
+                    return None, None
+            return Viewer(session.user, session.csrf_token, signs_out=True), None
         if inspect.iscoroutinefunction(identify):
             user = await identify(request)
         else:
@@ -164,7 +182,7 @@ def create_dashboard(
                 form = await request.form()
                 presented = form.get("csrf_token")
                 if identify is None:
-                    ok = AdminSessions.csrf_ok_token(viewer.csrf_token, presented)
+                    ok = csrf_matches(viewer.csrf_token, presented)
                 else:
                     ok = csrf.check(
                         viewer.user, request.cookies.get(IdentityCsrf.cookie), presented
@@ -207,26 +225,21 @@ def create_dashboard(
             return _harden(render(request, "login.html"), request.state.nonce)
         client = request.client.host if request.client else "unknown"
         form = await request.form()
-        # Counted before the password is checked, in one step with the check of the
-        # allowance: however many requests arrive at once, at most 5 a minute are checked.
-        if not throttle.attempt(client):
+        # Counted in the key store before the password is checked, in one atomic step with
+        # the check of the allowance: however many requests arrive at once, on however many
+        # instances, at most 5 a minute are checked per client address.
+        if not await run_in_threadpool(sign_in_allowed, client):
             return _harden(
                 render(request, "login.html", 429, error="Too many attempts. Wait a minute."),
                 request.state.nonce,
             )
-        password = form.get("password")
-        username = form.get("username")
-        if (
-            username not in (None, "", OPERATOR_ADMIN.id)
-            or not isinstance(password, str)
-            or not check_password(str(admin_password), password)
-        ):
+        user = await run_in_threadpool(sign_in, form.get("username"), form.get("password"))
+        if user is None:
             return _harden(
                 render(request, "login.html", 401, error="Wrong username or password."),
                 request.state.nonce,
             )
-        throttle.succeeded(client)
-        _, cookie = sessions.start()
+        _, cookie = await run_in_threadpool(sessions.start, user)
         response = RedirectResponse(base + "/keys", 303)
         response.set_cookie(
             COOKIE,
@@ -239,11 +252,24 @@ def create_dashboard(
         )
         return _harden(response, request.state.nonce)
 
+    def sign_in_allowed(client: str) -> bool:
+        lineage = "signin_" + hashlib.sha256(client.encode()).hexdigest()[:24]
+        return bool(store.hit_rate_limit(lineage, SIGN_IN_LIMIT, utc_now()).allowed)
+
+    def sign_in(username: object, password: object) -> DashboardUser | None:
+        if username in (None, "", OPERATOR_ADMIN.id):  # the operator shortcut
+            ok = (
+                admin_password is not None
+                and isinstance(password, str)
+                and check_password(admin_password, password)
+            )
+            return OPERATOR_ADMIN if ok else None
+        assert accounts is not None  # password mode
+        return accounts.verify(username, password)
+
     @signed_in
     async def logout(request: Request) -> Response:
-        session = sessions.find(request.cookies.get(COOKIE))
-        if session is not None:
-            sessions.end(session)
+        await run_in_threadpool(sessions.end, request.cookies.get(COOKIE))
         base = request.scope.get("root_path", "")
         response = RedirectResponse(base + "/login", 303)
         response.delete_cookie(COOKIE, path=base or "/")

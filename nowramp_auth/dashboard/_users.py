@@ -12,49 +12,9 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-__all__ = ["OPERATOR_ADMIN", "DashboardUser", "IdentityCsrf", "Viewer"]
+from .._accounts import DashboardUser
 
-
-@dataclass(frozen=True, slots=True)
-class DashboardUser:
-    """A person using the dashboard.
-
-    Parameters:
-        id: a stable identifier (named in audit events as ``AuditEvent.actor``).
-        name: what the dashboard shows.
-        project_ids: the projects whose keys the user manages, or ``None`` for an operator
-            (every project, and keys without a project).
-    """
-
-    id: str
-    name: str
-    project_ids: frozenset[str] | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.id, str) or not self.id or len(self.id) > 200:
-            raise TypeError("DashboardUser.id must be a non-empty str of at most 200 characters")
-        if not isinstance(self.name, str):
-            raise TypeError("DashboardUser.name must be a str")
-        projects = self.project_ids
-        if projects is not None:
-            if isinstance(projects, str) or not all(isinstance(p, str) for p in projects):
-                raise TypeError("DashboardUser.project_ids must be a frozenset of str, or None")
-            object.__setattr__(self, "project_ids", frozenset(projects))
-
-    @property
-    def is_operator(self) -> bool:
-        """True for an operator (every project)."""
-        return self.project_ids is None
-
-    def manages(self, project_id: str | None) -> bool:
-        """Whether the user may see and change keys (and events) of ``project_id``."""
-        return self.project_ids is None or (
-            project_id is not None and project_id in self.project_ids
-        )
-
-
-OPERATOR_ADMIN = DashboardUser("admin", "Administrator", None)
-"""The operator signed in with ``admin_password=``."""
+__all__ = ["IdentityCsrf", "Viewer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,4 +62,4 @@ class IdentityCsrf:
         """A form's token equals the cookie's, and both were issued to ``user``."""
         if not cookie or not isinstance(presented, str) or not self.valid(user, cookie):
             return False
-        return hmac.compare_digest(cookie.encode(), presented.encode())
+        return hmac.compare_digest(cookie.encode(), presented.encode("utf-8", "replace"))

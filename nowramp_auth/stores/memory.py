@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +44,7 @@ class MemoryKeyStore:
         """The record held for a key id right now, without I/O (the fast path's version
         check): every change stores a new object, so identity tells whether it changed."""
         self._sessions: dict[str, SessionRecord] = {}
+        self._dashboard: dict[tuple[str, str], tuple[str, float | None]] = {}
         self._usage = UsageLog()
         self.count_request = self._usage.count
         """Count one request of a key at a time in epoch seconds (no lock, no I/O)."""
@@ -202,6 +204,38 @@ class MemoryKeyStore:
     def record_usage(self, key_id: str, at: datetime) -> None:
         """Count one request (in memory, no I/O)."""
         self.count_request(key_id, at.timestamp())
+
+    # -- dashboard state (accounts, sign-in sessions) -----------------------------------------
+    def put_dashboard_item(self, kind: str, item_id: str, value: str, ttl: float | None) -> None:
+        """Store ``value`` under ``(kind, item_id)``, for ``ttl`` seconds (``None``: kept)."""
+        expires = time.monotonic() + ttl if ttl is not None else None
+        with self._lock:
+            self._dashboard[(kind, item_id)] = (value, expires)
+
+    def get_dashboard_item(self, kind: str, item_id: str) -> str | None:
+        """The value under ``(kind, item_id)``, or ``None`` (absent or expired)."""
+        with self._lock:
+            entry = self._dashboard.get((kind, item_id))
+            if entry is None:
+                return None
+            if entry[1] is not None and entry[1] <= time.monotonic():
+                del self._dashboard[(kind, item_id)]
+                return None
+            return entry[0]
+
+    def delete_dashboard_item(self, kind: str, item_id: str) -> bool:
+        """Remove ``(kind, item_id)``; whether it was there."""
+        with self._lock:
+            return self._dashboard.pop((kind, item_id), None) is not None
+
+    def dashboard_item_ids(self, kind: str) -> list[str]:
+        """The ids of the kept (TTL-less) items of ``kind``, sorted."""
+        with self._lock:
+            return sorted(
+                item_id
+                for (k, item_id), (_, expires) in self._dashboard.items()
+                if k == kind and expires is None
+            )
 
     def get_usage(self, key_ids: Iterable[str]) -> dict[str, Usage]:
         """Usage of the given keys."""

@@ -520,6 +520,45 @@ class RedisKeyStore:
         except StoreUnavailable:
             self._usage.give_back(batch)
 
+    # -- dashboard state (accounts, sign-in sessions) -----------------------------------------
+    def _dashboard_name(self, kind: str, item_id: str) -> str:
+        return f"{self.names.ns}:dash:{kind}:{item_id}"
+
+    def put_dashboard_item(self, kind: str, item_id: str, value: str, ttl: float | None) -> None:
+        """Store ``value`` under ``(kind, item_id)``, for ``ttl`` seconds (``None``: kept)."""
+        name, index = self._dashboard_name(kind, item_id), f"{self.names.ns}:dash:{kind}"
+        px = max(1, int(ttl * 1000)) if ttl is not None else None
+
+        def put(client: Any) -> None:
+            if px is None:  # listed items: the index first (a stale entry is harmless)
+                client.sadd(index, item_id)
+            client.set(name, value, px=px)
+
+        self._clients.write(put)
+
+    def get_dashboard_item(self, kind: str, item_id: str) -> str | None:
+        """The value under ``(kind, item_id)``, or ``None`` (absent or expired)."""
+        name = self._dashboard_name(kind, item_id)
+        value: str | None = self._clients.read(lambda client: client.get(name))
+        return value
+
+    def delete_dashboard_item(self, kind: str, item_id: str) -> bool:
+        """Remove ``(kind, item_id)``; whether it was there."""
+        name, index = self._dashboard_name(kind, item_id), f"{self.names.ns}:dash:{kind}"
+
+        def delete(client: Any) -> bool:
+            removed = bool(client.delete(name))
+            client.srem(index, item_id)
+            return removed
+
+        return bool(self._clients.write(delete))
+
+    def dashboard_item_ids(self, kind: str) -> list[str]:
+        """The ids of the kept (TTL-less) items of ``kind``, sorted."""
+        index = f"{self.names.ns}:dash:{kind}"
+        ids = self._clients.read(lambda client: client.smembers(index))
+        return sorted(ids)
+
     def get_usage(self, key_ids: Iterable[str]) -> dict[str, Usage]:
         """Usage of the given keys: Redis' counts plus this process' unflushed ones."""
         ids = list(key_ids)
