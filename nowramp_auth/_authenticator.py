@@ -113,6 +113,11 @@ class Authenticator:
         self._peek: Callable[[str, tuple[Any, ...]], Any] | None = getattr(store, "peek", None)
         self._verified = _verified_keys(store, clock, audit_successes)
         self._now_seconds = seconds_clock(clock)
+        # Refusals of requests that presented a key's secret are counted in its history
+        # (written behind with usage) when the store keeps one.
+        self._count_refusal: Callable[[str, str, datetime], None] | None = getattr(
+            store, "count_refusal", None
+        )
         self.accept_verified: AcceptVerified = (
             self._verified.accept if self._verified is not None else _general_flow_only
         )
@@ -500,6 +505,7 @@ class Authenticator:
                 detail="The key does not belong to this project.",
                 key_id=principal.key_id,
                 project_id=principal.project_id,
+                verified=True,
             )
         if scopes is None:
             granted = principal.scopes & self.widget_scopes
@@ -512,6 +518,7 @@ class Authenticator:
                     required_scopes=granted - principal.scopes,
                     key_id=principal.key_id,
                     project_id=principal.project_id,
+                    verified=True,
                 )
         now = self._now()
         expires_at = now + self.session_ttl
@@ -606,6 +613,8 @@ class Authenticator:
     ) -> None:
         # auth.failed is the event of every refused request: raw fields, no event object
         # unless a sink needs one (see AuditEmitter.emit_failure).
+        if error.verified and error.key_id is not None and self._count_refusal is not None:
+            self._count_refusal(error.key_id, error.code.value, self._now())
         if self.audit:
             self.audit.emit_failure(
                 self._now_seconds(),
@@ -645,6 +654,7 @@ def _check_route_scopes(key: LimitedKey, required: Collection[str]) -> None:
             required_scopes=required,
             key_id=key.principal.key_id,
             project_id=key.principal.project_id,
+            verified=True,
         )
 
 
@@ -657,6 +667,7 @@ def _charged(principal: Principal, status: RateLimitStatus) -> Principal:
             key_id=principal.key_id,
             rate_limit=status,
             project_id=principal.project_id,
+            verified=True,
         )
     return Principal(  # not dataclasses.replace: this runs per rate-limited request
         principal.key_id,

@@ -58,6 +58,7 @@ def refuse_scopes(required: Collection[str]) -> AuthError:
         required_scopes=required,
         key_id=principal.key_id,
         project_id=principal.project_id,
+        verified=True,
     )
     authenticator.audit_refusal(error, client_ip=client_ip, method=method, path=path)
     return error

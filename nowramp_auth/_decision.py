@@ -42,18 +42,25 @@ def decide_key(
         raise AuthError(ErrorCode.INVALID_API_KEY)
     record = stored.record
     if record.revoked_at is not None:
-        raise AuthError(ErrorCode.INVALID_API_KEY, key_id=record.id, project_id=record.project_id)
+        raise AuthError(
+            ErrorCode.INVALID_API_KEY, key_id=record.id, project_id=record.project_id, verified=True
+        )
     if record.expires_at is not None and now >= record.expires_at:
-        raise AuthError(ErrorCode.API_KEY_EXPIRED, key_id=record.id, project_id=record.project_id)
+        raise AuthError(
+            ErrorCode.API_KEY_EXPIRED, key_id=record.id, project_id=record.project_id, verified=True
+        )
     principal, allowlist = derived(record)
     if not ip_allowed(client_ip, allowlist):
-        raise AuthError(ErrorCode.IP_NOT_ALLOWED, key_id=record.id, project_id=record.project_id)
+        raise AuthError(
+            ErrorCode.IP_NOT_ALLOWED, key_id=record.id, project_id=record.project_id, verified=True
+        )
     if _missing_scopes(record.scopes, required_scopes):
         raise AuthError(
             ErrorCode.INSUFFICIENT_PERMISSIONS,
             required_scopes=required_scopes,
             key_id=record.id,
             project_id=record.project_id,
+            verified=True,
         )
     return principal
 
@@ -103,9 +110,11 @@ def decide_session(
     """
     key_id, project = session.key_id, session.project_id
     if session.revoked_at is not None or parent is None or parent.revoked_at is not None:
-        raise AuthError(ErrorCode.INVALID_SESSION_TOKEN, key_id=key_id, project_id=project)
+        raise AuthError(
+            ErrorCode.INVALID_SESSION_TOKEN, key_id=key_id, project_id=project, verified=True
+        )
     if now >= session.expires_at or (parent.expires_at is not None and now >= parent.expires_at):
-        raise AuthError(ErrorCode.SESSION_EXPIRED, key_id=key_id, project_id=project)
+        raise AuthError(ErrorCode.SESSION_EXPIRED, key_id=key_id, project_id=project, verified=True)
     scopes = session.scopes & parent.scopes
     if _missing_scopes(scopes, required_scopes):
         raise AuthError(
@@ -113,6 +122,7 @@ def decide_session(
             required_scopes=required_scopes,
             key_id=key_id,
             project_id=project,
+            verified=True,
         )
     return Principal(
         key_id=key_id,

@@ -96,6 +96,8 @@ class AuthError(Exception):
         key_id: the public key id when the key parsed (for audit; not rendered).
         project_id: the key's project once the key's digest matched (for audit; not
             rendered).
+        verified: the request presented the key's (or session's) secret: the refusal is
+            counted in the key's history (not rendered).
         rate_limit: for ``RATE_LIMITED``, the limit's state (rendered as ``RateLimit-*``).
     """
 
@@ -109,6 +111,7 @@ class AuthError(Exception):
         key_id: str | None = None,
         rate_limit: RateLimitStatus | None = None,
         project_id: str | None = None,
+        verified: bool = False,
     ) -> None:
         # Refusals are on the hot path of every bad request: keep construction cheap.
         self.code = code if type(code) is ErrorCode else ErrorCode(code)
@@ -118,6 +121,7 @@ class AuthError(Exception):
         self.key_id = key_id
         self.rate_limit = rate_limit
         self.project_id = project_id
+        self.verified = verified
         self.args = (self.code,)  # a str Enum: its value, without the Enum descriptor
 
     @property

@@ -63,3 +63,34 @@ def test_usage_survives_a_redis_outage(redis_server):
         assert int(redis_server.client().hget(store.names.usage(issued.key.id), "count")) == 7
     finally:
         store.close()
+
+
+def test_history_counts_accepted_requests_and_refusals_per_hour(any_store: KeyStore):
+    from datetime import timedelta
+
+    from nowramp_auth import AuthError, RateLimit
+
+    manager, auth = KeyManager(any_store), Authenticator(any_store)
+    issued = manager.create(scopes=["quotes:read"], rate_limit=RateLimit(3, timedelta(hours=1)))
+    for _ in range(3):
+        auth.authenticate(issued.secret)
+    for required in (["quotes:read"], ["orders:write"], ["orders:write"]):
+        with pytest.raises(AuthError):
+            auth.authenticate(issued.secret, required_scopes=required)
+    with pytest.raises(AuthError):  # a wrong secret for the id: not this key's refusal
+        auth.authenticate(issued.secret[:-4] + "AAAA")
+    flush = getattr(any_store, "flush_usage", None)
+    if flush is not None:
+        flush()  # written behind to Redis; the history reads it back
+    history = any_store.usage_history(issued.key.id)  # type: ignore[attr-defined]
+    hour = int(time.time() // 3600)
+    assert sum(history.accepted.values()) == 3 and set(history.accepted) <= {hour, hour - 1}
+    refused: dict[str, int] = {}
+    for (_, code), n in history.refused.items():
+        refused[code] = refused.get(code, 0) + n
+    assert refused == {"RATE_LIMITED": 1, "INSUFFICIENT_PERMISSIONS": 2}
+    # More after the flush add up with what Redis holds.
+    with pytest.raises(AuthError):
+        auth.authenticate(issued.secret)
+    again = any_store.usage_history(issued.key.id)  # type: ignore[attr-defined]
+    assert sum(n for (_, c), n in again.refused.items() if c == "RATE_LIMITED") == 2

@@ -7,28 +7,57 @@ more than ``FOLD_AT`` times, fold a cell into the key's totals under a lock: the
 first ``n`` items and delete exactly those, so times appended meanwhile stay for the next
 fold. Nothing counted is lost, and memory stays bounded: one cell per key counted in this
 process (only keys that passed authentication are counted), each at most ``FOLD_AT`` long.
+
+Folding also counts accepted requests per hour, and refusals of a key (a request that
+presented the key's secret and was refused, e.g. for a scope or its rate limit) are counted
+per hour and code: the history the dashboard charts. Hours older than ``HISTORY_HOURS`` are
+dropped, so each key holds at most that many buckets per series.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from typing import Any, NamedTuple
 
-__all__ = ["FOLD_AT", "UsageLog"]
+__all__ = ["FOLD_AT", "HISTORY_HOURS", "History", "UsageBatch", "UsageLog"]
 
 FOLD_AT = 1024
+HISTORY_HOURS = 8 * 24
 Totals = dict[str, tuple[int, float]]  # key id -> (count, last use in epoch seconds)
+Hours = dict[str, dict[int, int]]  # key id -> {hour (epoch hours): accepted requests}
+Refusals = dict[str, dict[tuple[int, str], int]]  # key id -> {(hour, code): refusals}
+
+
+class History(NamedTuple):
+    """A key's counts per hour (epoch hours, i.e. epoch seconds // 3600)."""
+
+    accepted: dict[int, int]
+    refused: dict[tuple[int, str], int]
+
+
+class UsageBatch(NamedTuple):
+    """Everything counted since the last write-behind flush."""
+
+    totals: Totals
+    hours: Hours
+    refusals: Refusals
+
+    def __bool__(self) -> bool:
+        return bool(self.totals or self.hours or self.refusals)
 
 
 class UsageLog:
     """Request counts and last-use times per key."""
 
-    __slots__ = ("_cells", "_lock", "_totals")
+    __slots__ = ("_cells", "_hours", "_lock", "_refusals", "_totals")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cells: dict[str, list[float]] = {}
         self._totals: dict[str, list[float]] = {}
+        self._hours: Hours = {}
+        self._refusals: Refusals = {}
 
     def cell(self, key_id: str) -> list[float]:
         """The list the request path appends a request's time (epoch seconds) to; call
@@ -55,8 +84,16 @@ class UsageLog:
         n = len(cell)
         if not n:
             return
-        last = max(cell[:n])
+        times = cell[:n]
+        last = max(times)
         del cell[:n]
+        hours = self._hours.get(key_id)
+        if hours is None:
+            hours = self._hours[key_id] = {}
+        for at in times:
+            hour = int(at // 3600)
+            hours[hour] = hours.get(hour, 0) + 1
+        _prune(hours, int(last // 3600))
         usage = self._totals.get(key_id)
         if usage is None:
             self._totals[key_id] = [n, last]
@@ -64,6 +101,25 @@ class UsageLog:
             usage[0] += n
             if last > usage[1]:
                 usage[1] = last
+
+    def count_refusal(self, key_id: str, code: str, at: float) -> None:
+        """Count one refusal of a request that presented ``key_id``'s secret."""
+        hour = int(at // 3600)
+        with self._lock:
+            refused = self._refusals.get(key_id)
+            if refused is None:
+                refused = self._refusals[key_id] = {}
+            refused[(hour, code)] = refused.get((hour, code), 0) + 1
+            _prune(refused, hour)
+
+    def history(self, key_id: str) -> History:
+        """The counts per hour of ``key_id`` held here (all of them for a memory store; what
+        is not flushed yet for Redis)."""
+        with self._lock:
+            cell = self._cells.get(key_id)
+            if cell is not None:
+                self._fold(key_id, cell)
+            return History(dict(self._hours.get(key_id, {})), dict(self._refusals.get(key_id, {})))
 
     def _fold_all(self) -> None:
         for key_id, cell in list(self._cells.items()):
@@ -82,20 +138,31 @@ class UsageLog:
                     result[key_id] = (int(usage[0]), usage[1])
             return result
 
-    def take(self) -> Totals:
-        """Every total, removed (for a write-behind flush; see :meth:`give_back`)."""
+    def take(self) -> UsageBatch:
+        """Everything counted, removed (for a write-behind flush; see :meth:`give_back`)."""
         with self._lock:
             self._fold_all()
             taken, self._totals = self._totals, {}
-        return {key_id: (int(count), last) for key_id, (count, last) in taken.items()}
+            hours, self._hours = self._hours, {}
+            refusals, self._refusals = self._refusals, {}
+        totals = {key_id: (int(count), last) for key_id, (count, last) in taken.items()}
+        return UsageBatch(totals, hours, refusals)
 
-    def give_back(self, taken: Totals) -> None:
-        """Merge totals back after a failed flush, so nothing is lost."""
+    def give_back(self, batch: UsageBatch) -> None:
+        """Merge a batch back after a failed flush, so nothing is lost."""
         with self._lock:
-            for key_id, (count, last) in taken.items():
+            for key_id, (count, last) in batch.totals.items():
                 usage = self._totals.setdefault(key_id, [0, last])
                 usage[0] += count
                 usage[1] = max(usage[1], last)
+            for key_id, hours in batch.hours.items():
+                mine = self._hours.setdefault(key_id, {})
+                for hour, n in hours.items():
+                    mine[hour] = mine.get(hour, 0) + n
+            for key_id, refused in batch.refusals.items():
+                held = self._refusals.setdefault(key_id, {})
+                for bucket, n in refused.items():
+                    held[bucket] = held.get(bucket, 0) + n
 
     def reset(self) -> None:
         """Forget every count (a forked child counts its own). Cells stay the same objects:
@@ -104,3 +171,13 @@ class UsageLog:
         for cell in self._cells.values():
             cell.clear()
         self._totals = {}
+        self._hours = {}
+        self._refusals = {}
+
+
+def _prune(buckets: dict[Any, int], now_hour: int) -> None:
+    # Keep the last HISTORY_HOURS hours (checked only when the dict has grown past that).
+    if len(buckets) > HISTORY_HOURS:
+        oldest = now_hour - HISTORY_HOURS
+        for bucket in [b for b in buckets if (b[0] if isinstance(b, tuple) else b) < oldest]:
+            del buckets[bucket]

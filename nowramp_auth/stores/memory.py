@@ -19,7 +19,7 @@ from .._keys import make_hasher
 from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
 from ._protocol import UPDATABLE_FIELDS, Usage, grace_cap_refused, rotation_refused
 from ._sliding_log import RateBudget
-from ._usage import UsageLog
+from ._usage import History, UsageLog
 
 __all__ = ["MemoryKeyStore"]
 
@@ -204,6 +204,20 @@ class MemoryKeyStore:
     def record_usage(self, key_id: str, at: datetime) -> None:
         """Count one request (in memory, no I/O)."""
         self.count_request(key_id, at.timestamp())
+
+    def count_refusal(self, key_id: str, code: str, at: datetime) -> None:
+        """Count a refusal of a request that presented ``key_id``'s secret."""
+        self._usage.count_refusal(key_id, code, at.timestamp())
+
+    def usage_history(self, key_id: str, hours: int = 7 * 24) -> History:
+        """Accepted requests and refusals by code per hour over the last ``hours`` hours
+        (epoch hours)."""
+        first = int(time.time() // 3600) - hours + 1
+        held = self._usage.history(key_id)
+        return History(
+            {h: n for h, n in held.accepted.items() if h >= first},
+            {b: n for b, n in held.refused.items() if b[0] >= first},
+        )
 
     # -- dashboard state (accounts, sign-in sessions) -----------------------------------------
     def put_dashboard_item(self, kind: str, item_id: str, value: str, ttl: float | None) -> None:

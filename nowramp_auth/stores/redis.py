@@ -40,6 +40,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -49,7 +50,7 @@ from urllib.parse import urlparse
 from redis.exceptions import NoScriptError
 
 from .._clock import from_epoch_us
-from .._keys import make_hasher
+from .._keys import key_family, make_hasher
 from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
 from ._errors import StoreUnavailable
 from ._protocol import (
@@ -74,7 +75,7 @@ from ._redis_codec import (
 from ._redis_invalidation import InvalidationListener
 from ._redis_pipeline import ScriptPipeline
 from ._sliding_log import EXACT_LIMIT, SUB_WINDOWS
-from ._usage import UsageLog
+from ._usage import HISTORY_HOURS, History, UsageLog
 
 __all__ = ["RedisKeyStore"]
 
@@ -509,16 +510,71 @@ class RedisKeyStore:
 
         def write(client: Any) -> None:
             pipe = client.pipeline(transaction=False)
-            for key_id, (count, last) in batch.items():
+            for key_id, (count, last) in batch.totals.items():
                 name = self.names.usage(key_id)
                 pipe.hincrby(name, "count", int(count))
                 pipe.hset(name, "last", str(round(last * 1_000_000)))
+            # History: one hash per key and day, kept HISTORY_HOURS plus a day.
+            days: set[str] = set()
+            for key_id, hours in batch.hours.items():
+                for hour, n in hours.items():
+                    name = self._history_name(key_id, hour // 24)
+                    pipe.hincrby(name, f"a:{hour}", n)
+                    days.add(name)
+            for key_id, refused in batch.refusals.items():
+                for (hour, code), n in refused.items():
+                    name = self._history_name(key_id, hour // 24)
+                    pipe.hincrby(name, f"r:{hour}:{code}", n)
+                    days.add(name)
+            for name in days:
+                pipe.expire(name, (HISTORY_HOURS + 24) * 3600)
             pipe.execute()
 
         try:
             self._clients.write(write)
         except StoreUnavailable:
             self._usage.give_back(batch)
+
+    def count_refusal(self, key_id: str, code: str, at: datetime) -> None:
+        """Count a refusal of a request that presented ``key_id``'s secret (written behind)."""
+        self._start_threads()
+        self._usage.count_refusal(key_id, code, at.timestamp())
+
+    def _history_name(self, key_id: str, day: int) -> str:
+        return f"{self.names.ns}:usage-h:{{{key_family(key_id)}}}:{key_id}:{day}"
+
+    def usage_history(self, key_id: str, hours: int = 7 * 24) -> History:
+        """Accepted requests and refusals by code per hour over the last ``hours`` hours
+        (epoch hours), what Redis holds plus what this process has not written yet."""
+        now_hour = int(time.time() // 3600)
+        first = now_hour - hours + 1
+        names = [self._history_name(key_id, day) for day in range(first // 24, now_hour // 24 + 1)]
+
+        def read(client: Any) -> list[dict[str, str]]:
+            pipe = client.pipeline(transaction=False)
+            for name in names:
+                pipe.hgetall(name)
+            answers: list[dict[str, str]] = pipe.execute()
+            return answers
+
+        history = History({}, {})
+        for fields in self._clients.read(read):
+            for field, value in fields.items():
+                kind, _, rest = field.partition(":")
+                if kind == "a":
+                    history.accepted[int(rest)] = int(value)
+                elif kind == "r":
+                    hour_text, _, code = rest.partition(":")
+                    history.refused[(int(hour_text), code)] = int(value)
+        pending = self._usage.history(key_id)
+        for hour, n in pending.accepted.items():
+            history.accepted[hour] = history.accepted.get(hour, 0) + n
+        for bucket, n in pending.refused.items():
+            history.refused[bucket] = history.refused.get(bucket, 0) + n
+        return History(
+            {h: n for h, n in history.accepted.items() if h >= first},
+            {b: n for b, n in history.refused.items() if b[0] >= first},
+        )
 
     # -- dashboard state (accounts, sign-in sessions) -----------------------------------------
     def _dashboard_name(self, kind: str, item_id: str) -> str:
