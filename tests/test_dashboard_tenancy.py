@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from starlette.applications import Starlette
@@ -207,3 +208,35 @@ def test_spreadsheet_safe(value, cell):
     from nowramp_auth.dashboard._csv import spreadsheet_safe
 
     assert spreadsheet_safe(value) == cell
+
+
+def test_a_keys_page_charts_real_counts(setup):
+    from nowramp_auth import RateLimit
+
+    kit, client_for, keys = setup
+    limited = kit.manager.create(
+        scopes=["quotes:read"], project_id="pa", rate_limit=RateLimit(4, timedelta(hours=1))
+    )
+    for _ in range(4):
+        kit.authenticator.authenticate(limited.secret)
+    for required in (["quotes:read"], ["orders:write"]):  # rate limited, then a scope
+        with pytest.raises(AuthError):
+            kit.authenticator.authenticate(limited.secret, required_scopes=required)
+    alice = client_for("alice")
+    page = alice.get(f"/d/keys/{limited.key.id}")
+    assert page.status_code == 200 and "<svg" in page.text
+    accepted = [int(n) for n in re.findall(r'class="accepted"[^>]*data-count="(\d+)"', page.text)]
+    refused = dict(
+        (code, int(n))
+        for code, n in re.findall(
+            r'class="refused"[^>]*data-code="([A-Z_]+)" data-count="(\d+)"', page.text
+        )
+    )
+    assert sum(accepted) == 4
+    assert refused == {"RATE_LIMITED": 1, "INSUFFICIENT_PERMISSIONS": 1}
+    assert re.search(r'id="accepted-total">4<', page.text)
+    assert f'href="/d/keys/{limited.key.id}"' in alice.get("/d/keys").text
+    # bob cannot see it: 404 like an unknown id
+    assert client_for("bob").get(f"/d/keys/{limited.key.id}").status_code == 404
+    assert client_for("bob").get("/d/keys/key_ABCDnotthere0000").status_code == 404
+    assert keys["pa"] in alice.get(f"/d/keys/{keys['pa']}").text

@@ -11,6 +11,7 @@ import hashlib
 import inspect
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,6 +31,7 @@ from .._durations import format_duration
 from .._manager import KeyManager
 from .._models import AUDIT_EVENT_TYPES, AuditEvent, KeyRecord, RateLimit
 from ..stores._errors import StoreUnavailable
+from ._chart import usage_chart
 from ._csv import audit_csv_text
 from ._headers import SecurityHeaders
 from ._security import check_password, csrf_matches
@@ -340,6 +342,18 @@ def create_dashboard(
             return None
         return record
 
+    @signed_in
+    async def key_page(request: Request) -> Response:
+        record = await visible(request)
+        if record is None:
+            return render(request, "error.html", 404, message="No such key.")
+        history_of = getattr(store, "usage_history", None)
+        chart = None
+        if history_of is not None:
+            history = await run_in_threadpool(history_of, record.id)
+            chart = usage_chart(history, int(time.time() // 3600))
+        return render(request, "key.html", key=_row(record, utc_now()), chart=chart)
+
     async def _confirm(request: Request, action: str) -> Response:
         record = await visible(request)
         if record is None:
@@ -441,6 +455,7 @@ def create_dashboard(
     routes += [
         Route("/keys", keys),
         Route("/keys", create, methods=["POST"]),
+        Route("/keys/{key_id}", key_page),
         Route("/keys/{key_id}/rotate", rotate, methods=["GET", "POST"]),
         Route("/keys/{key_id}/revoke", revoke, methods=["GET", "POST"]),
         Route("/audit", audit_page),
