@@ -9,11 +9,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from nowramp_auth import Authenticator, KeyManager, MemoryAuditLog, MemoryKeyStore
+from nowramp_auth import Authenticator, KeyManager, MemoryAuditLog, MemoryKeyStore, RedisKeyStore
 from nowramp_auth.dashboard import create_dashboard
 from nowramp_auth.starlette import ApiKeyMiddleware, require_scopes
+from nowramp_auth.stores import KeyStore
 
-store = MemoryKeyStore()
+# With NOWRAMP_TEST_REDIS_URL, instances share a Redis (accounts, sessions, keys, usage).
+store: KeyStore = (
+    RedisKeyStore.from_url(
+        os.environ["NOWRAMP_TEST_REDIS_URL"], namespace=os.environ["NOWRAMP_TEST_NAMESPACE"]
+    )
+    if "NOWRAMP_TEST_REDIS_URL" in os.environ
+    else MemoryKeyStore()
+)
 audit = MemoryAuditLog()
 manager = KeyManager(store, audit=audit)
 

@@ -135,3 +135,69 @@ def test_dashboard_in_a_browser(browser_page, tmp_path: Path):
         page.wait_for_url("**/dashboard/login")
     for name in ("01-sign-in", "03-api-keys", "06-audit-logs"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+@pytest.mark.redis
+def test_a_partner_on_two_instances(browser_page, tmp_path: Path, redis_url: str, namespace: str):
+    """A partner signs in on one instance and keeps working on a second one sharing Redis;
+    signing out on the second ends the session on the first."""
+    from datetime import timedelta
+
+    from nowramp_auth import KeyManager, RateLimit, RedisKeyStore
+    from nowramp_auth._accounts import Accounts
+
+    _context, page = browser_page
+    store = RedisKeyStore.from_url(redis_url, namespace=namespace)
+    manager = KeyManager(store)
+    partner_password = "partner-password-456"
+    Accounts(store).add("partner", partner_password, frozenset({"proj_partner"}))
+    mine = manager.create(
+        scopes=["quotes:read"],
+        name="partner backend",
+        project_id="proj_partner",
+        rate_limit=RateLimit(4, timedelta(hours=1)),
+    )
+    theirs = manager.create(scopes=["quotes:read"], name="someone else", project_id="proj_other")
+    env = {
+        "DASHBOARD_PASSWORD": PASSWORD,
+        "NOWRAMP_TEST_REDIS_URL": redis_url,
+        "NOWRAMP_TEST_NAMESPACE": namespace,
+    }
+    args = ["uvicorn", "tests.dashboard_app:app", "--host", "127.0.0.1", "--port", "{port}"]
+    args += ["--log-level", "warning"]
+    try:
+        with serve(args, env) as first, serve(args, env) as second:
+            # Traffic for the usage chart, on the first instance: 4 accepted, 2 over the limit.
+            answers = [
+                httpx.get(first + "/v1/quotes", headers={"X-API-Key": mine.secret}).status_code
+                for _ in range(6)
+            ]
+            assert answers == [200] * 4 + [429] * 2
+            page.goto(first + "/dashboard/login")
+            page.get_by_label("Username").fill("partner")
+            page.get_by_label("Password").fill(partner_password)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url("**/dashboard/keys")
+            text = page.locator("main").inner_text()
+            assert "partner backend" in text and "someone else" not in text
+            assert theirs.key.id not in page.content()
+
+            page.goto(second + "/dashboard/keys")  # the same browser, the other instance
+            assert page.url.endswith("/dashboard/keys"), page.url
+            page.get_by_role("link", name="partner backend").click()
+            page.wait_for_url(f"**/dashboard/keys/{mine.key.id}")
+            for _ in range(50):  # usage is written behind (every second): wait for it
+                if page.locator("#accepted-total").inner_text() == "4":
+                    break
+                page.wait_for_timeout(200)
+                page.reload()
+            assert page.locator("#accepted-total").inner_text() == "4"
+            assert "RATE_LIMITED 2" in page.locator("figcaption").inner_text()
+            shot(page, tmp_path, "08-key-usage")
+            page.get_by_role("button", name="Sign out").click()
+            page.wait_for_url("**/dashboard/login")
+
+            page.goto(first + "/dashboard/keys")  # signed out everywhere
+            assert page.url.endswith("/dashboard/login"), page.url
+    finally:
+        store.close()
