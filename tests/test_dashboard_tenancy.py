@@ -18,9 +18,11 @@ from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 from nowramp_auth import AuthError
+from nowramp_auth._accounts import Accounts
 from nowramp_auth.dashboard import DashboardUser, create_dashboard
 from nowramp_auth.testing import AuthKit, auth_kit
 
+ACCOUNT_PASSWORD = "a partner's long password"
 USERS = {
     "alice": DashboardUser("alice", "Alice", frozenset({"pa"})),
     "bob": DashboardUser("bob", "Bob", frozenset({"pb"})),
@@ -36,20 +38,38 @@ async def async_identify(request: Request) -> DashboardUser | None:
     return USERS.get(request.headers.get("x-test-user", ""))
 
 
-@pytest.fixture(params=[sync_identify, async_identify], ids=["sync", "async"])
+@pytest.fixture(
+    params=[sync_identify, async_identify, "accounts"], ids=["sync", "async", "accounts"]
+)
 def setup(request: pytest.FixtureRequest) -> tuple[AuthKit, Callable[[str], TestClient], dict]:
+    """The dashboard with two partners and an operator: identified by the host app (a sync
+    or an async ``identify``), or signed in with built-in accounts kept in the key store."""
     kit = auth_kit()
     keys = {
         "pa": kit.manager.create(scopes=["quotes:read"], project_id="pa").key.id,
         "pb": kit.manager.create(scopes=["quotes:read"], project_id="pb").key.id,
         "none": kit.manager.create(scopes=["quotes:read"]).key.id,
     }
-    app = Starlette(
-        routes=[Mount("/d", create_dashboard(kit.manager, audit=kit.audit, identify=request.param))]
-    )
+    if request.param == "accounts":
+        accounts = Accounts(kit.manager.store)  # type: ignore[arg-type]
+        for user in USERS.values():
+            accounts.add(user.id, ACCOUNT_PASSWORD, user.project_ids)
+        dashboard = create_dashboard(kit.manager, audit=kit.audit)
+    else:
+        dashboard = create_dashboard(kit.manager, audit=kit.audit, identify=request.param)
+    app = Starlette(routes=[Mount("/d", dashboard)])
+    addresses = iter(range(1, 250))
 
     def client_for(user: str) -> TestClient:
-        return TestClient(app, headers={"X-Test-User": user})
+        if request.param != "accounts":
+            return TestClient(app, headers={"X-Test-User": user})
+        client = TestClient(app, client=(f"198.51.100.{next(addresses)}", 50000))
+        if user in USERS:
+            signed_in = client.post(
+                "/d/login", data={"username": user, "password": ACCOUNT_PASSWORD}
+            )
+            assert signed_in.status_code == 200, signed_in.text  # followed to /d/keys
+        return client
 
     return kit, client_for, keys
 
@@ -66,14 +86,15 @@ def csrf_of(page: str) -> str:
     return found.group(1)
 
 
-def test_partners_see_only_their_projects(setup):
+def test_partners_see_only_their_projects(setup, request: pytest.FixtureRequest):
     _, client_for, keys = setup
     alice, root = client_for("alice"), client_for("root")
     page = alice.get("/d/keys")
-    assert page.status_code == 200 and "Alice" in page.text
+    assert page.status_code == 200 and "alice" in page.text.lower()
     assert keys["pa"] in page.text
     assert keys["pb"] not in page.text and keys["none"] not in page.text
-    assert "Sign out" not in page.text  # the host app signs people out
+    # The host app signs people out in identify= mode; with accounts, the dashboard does.
+    assert ("Sign out" in page.text) is (request.node.callspec.params["setup"] == "accounts")
     assert keys["pb"] not in alice.get("/d/keys?project=pb").text
     everything = root.get("/d/keys").text
     assert all(key_id in everything for key_id in keys.values())
@@ -130,7 +151,9 @@ def test_the_operator_changes_any_key_and_events_name_actors(setup):
     assert keys["pb"] in root.get("/d/audit").text
 
 
-def test_csrf_is_bound_to_the_identified_user(setup):
+def test_csrf_is_bound_to_the_identified_user(setup, request: pytest.FixtureRequest):
+    if request.node.callspec.params["setup"] == "accounts":
+        pytest.skip("identify= mode only")
     kit, client_for, keys = setup
     alice, bob = client_for("alice"), client_for("bob")
     bob_token = csrf_of(bob.get("/d/keys").text)
@@ -144,7 +167,11 @@ def test_csrf_is_bound_to_the_identified_user(setup):
     assert kit.manager.get(keys["pa"]).revoked_at is None
 
 
-def test_nobody_signed_in_is_401_and_there_is_no_sign_in_form(setup):
+def test_nobody_signed_in_is_401_and_there_is_no_sign_in_form(
+    setup, request: pytest.FixtureRequest
+):
+    if request.node.callspec.params["setup"] == "accounts":
+        pytest.skip("identify= mode only")
     _, client_for, _ = setup
     stranger = client_for("mallory")
     for path in ("/d/keys", "/d/audit", "/d/keys/key_ABCDnotthere0000/rotate"):
