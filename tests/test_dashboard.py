@@ -315,3 +315,20 @@ def test_pages_keep_their_own_policy(client: TestClient):
     page = client.get("/dashboard/login")
     assert page.headers["content-security-policy"].count("nonce-") == 2
     assert len(page.headers.get_list("content-security-policy")) == 1
+
+
+def test_expiry_outside_the_choices_is_a_400(client: TestClient, kit: AuthKit):
+    sign_in(client)
+    token = csrf(client)
+    for choice in ("7", "99999", "-1", "x"):
+        answer = client.post(
+            "/dashboard/keys",
+            data={
+                "csrf_token": token,
+                "name": "n",
+                "scopes": ["quotes:read"],
+                "expires_in_days": choice,
+            },
+        )
+        assert answer.status_code == 400, choice
+    assert kit.manager.list() == []

@@ -199,3 +199,35 @@ def test_accounts_in_memory_and_their_checks():
     Accounts(raw).add("frank", PASSWORD, None)
     assert PASSWORD not in (raw.get_dashboard_item("account", "frank") or "")
     assert "argon2id" in (raw.get_dashboard_item("account", "frank") or "")
+
+
+def test_sessions_end_when_idle_or_too_old(monkeypatch: pytest.MonkeyPatch):
+    import time as real_time
+
+    from nowramp_auth._accounts import DashboardUser
+    from nowramp_auth.dashboard import _sessions
+
+    clock = [real_time.time()]
+    monkeypatch.setattr(_sessions.time, "time", lambda: clock[0])
+    store = MemoryKeyStore()
+    sessions = _sessions.StoreSessions(store, idle=30 * 60, absolute=12 * 3600)
+    user = DashboardUser("gina", "Gina", frozenset({"pg"}))
+    session, cookie = sessions.start(user)
+    assert sessions.find(cookie) == session
+    assert sessions.find(cookie + "x") is None and sessions.find(None) is None
+    # Active use keeps it alive past the idle timeout ...
+    for _ in range(10):
+        clock[0] += 20 * 60
+        found = sessions.find(cookie)
+        assert found is not None and found.user == user
+    # ... but not past the absolute limit (200 min so far; 12 h in all)
+    for _ in range(26):
+        clock[0] += 20 * 60
+        sessions.find(cookie)
+    assert sessions.find(cookie) is None
+    # Idle: 31 minutes without a request ends a fresh session.
+    _, idle_cookie = sessions.start(user)
+    clock[0] += 31 * 60
+    assert sessions.find(idle_cookie) is None
+    with pytest.raises(ValueError):
+        _sessions.StoreSessions(store, idle=60, absolute=30)
