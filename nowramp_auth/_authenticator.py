@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Generator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from hmac import compare_digest
 from typing import Any, TypeVar
 
 from ._audit import AuditEmitter, AuditSink
 from ._client_ip import IPAddress, ip_text, parse_ip, parse_networks, resolve_client_ip
 from ._clock import Clock, require_aware, seconds_clock, utc_now
 from ._credentials import Credential, read_credential
-from ._decision import decide_key, decide_session, derived, verify_session_digest
+from ._decision import _DUMMY_DIGEST, decide_key, decide_session, derived, verify_session_digest
 from ._errors import AuthError, ErrorCode
 from ._fast_path import LimitedKey, VerifiedKeys
 from ._keys import (
@@ -110,6 +111,11 @@ class Authenticator:
         self.session_ttl = session_ttl
         self.audit_successes = audit_successes
         self._request_path_never_blocks = bool(getattr(store, "request_path_never_blocks", False))
+        # A store whose current_key answers for every id without I/O (memory): a presented
+        # key whose digest matches no record can be refused without the general flow.
+        self._authoritative_key: Callable[[str], StoredKey | None] | None = (
+            getattr(store, "current_key", None) if self._request_path_never_blocks else None
+        )
         self._peek: Callable[[str, tuple[Any, ...]], Any] | None = getattr(store, "peek", None)
         self._verified = _verified_keys(store, clock, audit_successes)
         self._now_seconds = seconds_clock(clock)
@@ -244,14 +250,29 @@ class Authenticator:
     def parse_presented(
         self, api_key: bytes, client_ip: ClientIp, method: str | None, path: str | None
     ) -> ParsedKey | AuthError:
-        """A sole, non-empty ``X-API-Key`` value parsed; or, when it is not a well-formed key
-        with a valid checksum, its (audited) ``INVALID_API_KEY`` refusal: what the general flow
-        would answer, without its machinery (made-up keys never need the store). Adapters
-        then verify a parsed key with :meth:`authenticate_parsed_async`."""
+        """A sole, non-empty ``X-API-Key`` value parsed; or its (audited) ``INVALID_API_KEY``
+        refusal when it is not a well-formed key with a valid checksum (made-up keys never
+        need the store), or when a store that answers without I/O (the memory store) holds
+        no record whose digest matches it: what the general flow would answer, without its
+        machinery. Unknown ids and known ids with a wrong secret take the same steps (one
+        constant-time compare, against a dummy digest for an unknown id). Adapters then
+        verify a parsed key with :meth:`authenticate_parsed_async`."""
         parsed = parse_key(api_key.decode("latin-1"))
         if parsed is not None:
-            return parsed
-        error = AuthError(ErrorCode.INVALID_API_KEY)
+            current = self._authoritative_key
+            if current is None:
+                return parsed
+            stored = current(parsed.key_id)
+            expected = stored.digest if stored is not None else _DUMMY_DIGEST
+            verified = self._verified
+            digest = verified.digest_of(api_key) if verified is not None else None
+            if digest is None:
+                digest = self.store.digest(api_key.decode("latin-1"))
+            if compare_digest(expected, digest) and stored is not None:
+                return parsed  # the right secret: the general flow checks the rest
+            error = AuthError(ErrorCode.INVALID_API_KEY, key_id=parsed.key_id)
+        else:
+            error = AuthError(ErrorCode.INVALID_API_KEY)
         self._failed(error, _ip(client_ip), method, path)
         return error
 

@@ -88,7 +88,17 @@ class VerifiedKeys:
         max_entries: bound on remembered keys (the oldest is dropped first).
     """
 
-    __slots__ = ("_cell", "_current", "_entries", "_fold", "_hasher", "_lock", "_max", "_now")
+    __slots__ = (
+        "_cell",
+        "_current",
+        "_entries",
+        "_fold",
+        "_hasher",
+        "_lock",
+        "_max",
+        "_missed",
+        "_now",
+    )
 
     def __init__(
         self,
@@ -107,6 +117,7 @@ class VerifiedKeys:
         self._max = max_entries
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
+        self._missed: tuple[bytes, str] = (b"", "")
 
     def accept(
         self,
@@ -123,6 +134,7 @@ class VerifiedKeys:
         digest = self._hasher(api_key).hexdigest()
         entry = self._entries.get(digest)
         if entry is None:
+            self._missed = (api_key, digest)  # for digest_of: the caller's next step
             return None
         stored, principal, key_id, expires, allowlist, peers, usage, limited = entry
         if self._current(key_id) is not stored or not compare_digest(stored.digest, digest):
@@ -144,6 +156,12 @@ class VerifiedKeys:
         if len(usage) > _fold_at:
             self._fold(key_id, usage)
         return principal
+
+    def digest_of(self, api_key: bytes) -> str | None:
+        """The digest :meth:`accept` just computed for this very ``api_key`` object when it
+        found no entry (so the next step need not hash the key again), else ``None``."""
+        missed = self._missed
+        return missed[1] if missed[0] is api_key else None
 
     @staticmethod
     def _allowed(peers: dict[str | None, bool], allowlist: NetworkSet, peer: str | None) -> bool:

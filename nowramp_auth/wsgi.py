@@ -91,11 +91,18 @@ class ApiKeyMiddleware:
                 if route is None:
                     route = self._route_scopes.lookup(method, path, environ)
                 try:
-                    principal = self._accept(api_key.encode("latin-1"), peer, route)
+                    raw = api_key.encode("latin-1")
                 except UnicodeEncodeError:  # not a PEP 3333 string: the general path decides
-                    principal = None
+                    return self._general(environ, start_response)
+                principal = self._accept(raw, peer, route)
                 if isinstance(principal, LimitedKey):  # one limiter call first
                     return self._limited(environ, start_response, principal, peer, path)
+                if principal is None and "," not in api_key:
+                    # Not seen before: a made-up key, or one no record matches, is refused
+                    # here (see Authenticator.parse_presented); the rest takes the general path.
+                    screened = self.authenticator.parse_presented(raw, peer, method, path)
+                    if isinstance(screened, AuthError):
+                        return _error_response(screened)(environ, start_response)
                 if principal is not None:
                     environ[PRINCIPAL_ENVIRON_KEY] = principal
                     token = request_var.set((principal, self.authenticator, peer, method, path))

@@ -206,3 +206,43 @@ def test_a_scope_without_a_client_entry_is_served():
     asyncio.run(run())
     statuses = [m["status"] for m in sent if m["type"] == "http.response.start"]
     assert statuses == [200, 200]
+
+
+def test_presented_keys_are_screened_without_the_general_flow_on_the_memory_store():
+    from nowramp_auth import (
+        Authenticator,
+        AuthError,
+        ErrorCode,
+        KeyManager,
+        MemoryAuditLog,
+        MemoryKeyStore,
+    )
+    from nowramp_auth._keys import ParsedKey, _build, generate_key, parse_key
+
+    store, audit = MemoryKeyStore(), MemoryAuditLog()
+    auth = Authenticator(store, audit=audit)
+    issued = KeyManager(store).create(scopes=["quotes:read"])
+    unknown, unknown_id = generate_key("test")
+    # A wrong secret for the known id: the same id, another secret, a valid checksum.
+    public_id = issued.key.id.removeprefix("key_")
+    wrong = _build("ramp_test_", public_id)
+    assert wrong != issued.secret and parse_key(wrong).key_id == issued.key.id
+    answers = {
+        name: auth.parse_presented(secret.encode(), "203.0.113.7", "GET", "/q")
+        for name, secret in (("right", issued.secret), ("unknown", unknown))
+    }
+    assert isinstance(answers["right"], ParsedKey)
+    refused = answers["unknown"]
+    assert isinstance(refused, AuthError) and refused.code == ErrorCode.INVALID_API_KEY
+    assert refused.key_id == unknown_id and not refused.verified
+    assert [(e.type, e.key_id, e.code) for e in audit.events] == [
+        ("auth.failed", unknown_id, "INVALID_API_KEY")
+    ]
+    screened = auth.parse_presented(wrong.encode(), None, "GET", "/q")
+    assert isinstance(screened, AuthError) and screened.code == ErrorCode.INVALID_API_KEY
+    assert screened.key_id == issued.key.id and not screened.verified
+    # The digest the fast path computed for this very bytes object is reused.
+    raw = unknown.encode()
+    assert auth.accept_verified(raw, None) is None
+    assert auth._verified is not None and auth._verified.digest_of(raw) == store.digest(unknown)
+    assert auth._verified.digest_of(unknown.encode()) is None  # another object: recomputed
