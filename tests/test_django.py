@@ -39,29 +39,17 @@ def _joined(headers: list[tuple[str, str]]) -> dict[str, str]:
     return joined
 
 
-def django_send(client: Client) -> Send:
-    def send(method: str, path: str, headers: list[tuple[str, str]], body: bytes | None) -> Answer:
-        response = client.generic(
-            method,
-            path,
-            data=body or b"",
-            content_type="application/json",
-            headers=_joined(headers),
-        )
-        return (
-            response.status_code,
-            {k.lower(): v for k, v in response.headers.items()},
-            (response.content),
-        )
+def django_send(client: Client | AsyncClient) -> Send:
+    """``send`` through Django's test client: the WSGI handler (``Client``) or the ASGI one
+    (``AsyncClient``)."""
+    if isinstance(client, AsyncClient):
 
-    return send
+        async def request(method: str, path: str, **options: Any) -> Any:
+            return await client.generic(method, path, **options)
 
-
-def django_async_send(client: AsyncClient) -> Send:
-    async def request(method: str, path: str, **options: Any) -> Any:
-        return await client.generic(method, path, **options)
-
-    generic = async_to_sync(request)
+        generic: Callable[..., Any] = async_to_sync(request)
+    else:
+        generic = client.generic
 
     def send(method: str, path: str, headers: list[tuple[str, str]], body: bytes | None) -> Answer:
         response = generic(
@@ -74,7 +62,7 @@ def django_async_send(client: AsyncClient) -> Send:
         return (
             response.status_code,
             {k.lower(): v for k, v in response.headers.items()},
-            (response.content),
+            response.content,
         )
 
     return send
@@ -109,7 +97,7 @@ def starlette_reference() -> Any:
 
 @pytest.mark.parametrize("handler", ["wsgi", "asgi"])
 def test_the_middleware_answers_as_the_starlette_adapter(handler: str, starlette_reference):
-    send = django_send(Client()) if handler == "wsgi" else django_async_send(AsyncClient())
+    send = django_send(Client() if handler == "wsgi" else AsyncClient())
     outcomes = run_cases(site.manager, send)
     assert_expected(outcomes)
     assert_same_refusals(outcomes, starlette_reference)
@@ -117,7 +105,7 @@ def test_the_middleware_answers_as_the_starlette_adapter(handler: str, starlette
 
 @pytest.mark.parametrize("handler", ["wsgi", "asgi"])
 def test_views_see_the_principal(handler: str):
-    send = django_send(Client()) if handler == "wsgi" else django_async_send(AsyncClient())
+    send = django_send(Client() if handler == "wsgi" else AsyncClient())
     wallets = site.manager.create(scopes=["wallets:read"], project_id="p9")
     for path in ("/whoami", "/wallets", "/async-wallets"):
         status, _, body = send("GET", path, [("X-API-Key", wallets.secret)], None)
@@ -135,7 +123,7 @@ def test_views_see_the_principal(handler: str):
 @pytest.mark.parametrize("prefix", ["", "/open"], ids=["with-middleware", "drf-alone"])
 @pytest.mark.parametrize("handler", ["wsgi", "asgi"])
 def test_drf_views(prefix: str, handler: str):
-    send = django_send(Client()) if handler == "wsgi" else django_async_send(AsyncClient())
+    send = django_send(Client() if handler == "wsgi" else AsyncClient())
     reader = site.manager.create(scopes=["orders:read", "quotes:read"])
     url = prefix + "/drf/orders"
 

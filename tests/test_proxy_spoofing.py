@@ -94,27 +94,9 @@ def as_test_server(command: list[str]) -> list[str]:
     return ["gunicorn", *flags, "--bind", "127.0.0.1:{port}", "tests.server_apps:wsgi_app"]
 
 
-@pytest.mark.redis
-@pytest.mark.parametrize("command", readme_server_commands(), ids=lambda command: " ".join(command))
-def test_readme_server_commands_ignore_spoofed_forwarding_headers(
-    command: list[str], redis_url: str, namespace: str
-):
-    store = RedisKeyStore.from_url(redis_url, namespace=namespace)
-    try:
-        key = KeyManager(store).create(scopes=["quotes:read"], allowed_ips=[ALLOWED_NETWORK])
-        env = {
-            "NOWRAMP_TEST_REDIS_URL": redis_url,
-            "NOWRAMP_TEST_NAMESPACE": namespace,
-            "NOWRAMP_TEST_TRUSTED_PROXIES": "",  # as in the README: no proxy in front
-        }
-        with serve(as_test_server(command), env) as base:
-            assert_spoofs_refused(base, "/quotes", key.secret)
-    finally:
-        store.close()
-
-
-@pytest.mark.redis
-def test_gunicorn_takes_the_address_from_the_socket(redis_url: str, namespace: str):
+def spoof_against(command: list[str], redis_url: str, namespace: str) -> None:
+    """Serve the test app with ``command`` (no trusted proxy, as with no proxy in front) and
+    try every spoofed form against a key allowlisted elsewhere."""
     store = RedisKeyStore.from_url(redis_url, namespace=namespace)
     try:
         key = KeyManager(store).create(scopes=["quotes:read"], allowed_ips=[ALLOWED_NETWORK])
@@ -123,10 +105,23 @@ def test_gunicorn_takes_the_address_from_the_socket(redis_url: str, namespace: s
             "NOWRAMP_TEST_NAMESPACE": namespace,
             "NOWRAMP_TEST_TRUSTED_PROXIES": "",
         }
-        with serve(as_test_server(["gunicorn", "--workers", "1"]), env) as base:
+        with serve(command, env) as base:
             assert_spoofs_refused(base, "/quotes", key.secret)
     finally:
         store.close()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("command", readme_server_commands(), ids=lambda command: " ".join(command))
+def test_readme_server_commands_ignore_spoofed_forwarding_headers(
+    command: list[str], redis_url: str, namespace: str
+):
+    spoof_against(as_test_server(command), redis_url, namespace)
+
+
+@pytest.mark.redis
+def test_gunicorn_takes_the_address_from_the_socket(redis_url: str, namespace: str):
+    spoof_against(as_test_server(["gunicorn", "--workers", "1"]), redis_url, namespace)
 
 
 def test_readme_explains_each_servers_proxy_setting():

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
 from nowramp_auth import KeyManager, RedisKeyStore
-from tests.redis_servers import free_port
-from tests.servers import ROOT, SERVERS, serve, server_command
+from tests.servers import SERVERS, demo, serve, server_command
 
 pytestmark = pytest.mark.redis
 
@@ -81,34 +78,9 @@ def test_real_server(server: str, shared):
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_demo_command_and_its_curl_line():
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nowramp_auth", "demo", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        lines: list[str] = []
-        assert process.stdout is not None
-        while "# 200 success" not in "".join(lines[-3:]) or not lines[-1].startswith("curl"):
-            line = process.stdout.readline()
-            assert line, "demo exited: " + "".join(lines)
-            lines.append(line)
-        curl = lines[-1].strip()
+    with demo() as (_, lines):
+        at = next(i for i, line in enumerate(lines) if "# 200 success" in line)
+        curl = lines[at + 1].strip()
         assert re.match(r"curl -s -H 'X-API-Key: ramp_test_[0-9A-Za-z]+' http://", curl)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
         result = subprocess.run(curl, shell=True, capture_output=True, text=True, timeout=10)
         assert '"resource":"quotes"' in result.stdout, result.stdout + result.stderr
-    finally:
-        process.terminate()
-        process.wait(timeout=10)

@@ -18,6 +18,7 @@ spends no quota and gets its 403 before any 429.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextvars import Token
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -28,7 +29,7 @@ from django.utils.module_loading import import_string
 
 from .._authenticator import Authenticator
 from .._client_ip import IPAddress
-from .._context import request_var
+from .._context import RequestContext, request_var
 from .._errors import AuthError
 from .._fast_path import LimitedKey
 from .._guards import middleware_options
@@ -128,13 +129,11 @@ class ApiKeyMiddleware:
                     return refusal(error)
                 return self._serve(request, principal, peer, method, path)
             return self._serve(request, fast, peer, method, path)
-        client_ip = auth.resolve_client_ip(
-            meta.get("REMOTE_ADDR"), _values(meta.get("HTTP_X_FORWARDED_FOR"))
-        )
+        api_keys, authorizations, client_ip = self._credentials(meta)
         try:
             principal = auth.authenticate_request(
-                _values(meta.get("HTTP_X_API_KEY")),
-                _values(meta.get("HTTP_AUTHORIZATION")),
+                api_keys,
+                authorizations,
                 client_ip=client_ip,
                 required_scopes=scopes,
                 method=method,
@@ -167,13 +166,11 @@ class ApiKeyMiddleware:
                     return refusal(error)
                 return await self._serve_async(request, principal, peer, method, path)
             return await self._serve_async(request, fast, peer, method, path)
-        client_ip = auth.resolve_client_ip(
-            meta.get("REMOTE_ADDR"), _values(meta.get("HTTP_X_FORWARDED_FOR"))
-        )
+        api_keys, authorizations, client_ip = self._credentials(meta)
         try:
             principal = await auth.authenticate_request_async(
-                _values(meta.get("HTTP_X_API_KEY")),
-                _values(meta.get("HTTP_AUTHORIZATION")),
+                api_keys,
+                authorizations,
                 client_ip=client_ip,
                 required_scopes=scopes,
                 method=method,
@@ -182,6 +179,29 @@ class ApiKeyMiddleware:
         except AuthError as error:
             return refusal(error)
         return await self._serve_async(request, principal, client_ip, method, path)
+
+    def _credentials(self, meta: dict[str, Any]) -> tuple[list[str], list[str], IPAddress | None]:
+        # The raw X-API-Key and Authorization values, and the client address.
+        client_ip = self.authenticator.resolve_client_ip(
+            meta.get("REMOTE_ADDR"), _values(meta.get("HTTP_X_FORWARDED_FOR"))
+        )
+        return (
+            _values(meta.get("HTTP_X_API_KEY")),
+            _values(meta.get("HTTP_AUTHORIZATION")),
+            client_ip,
+        )
+
+    def _enter(
+        self,
+        request: HttpRequest,
+        principal: Principal,
+        client_ip: IPAddress | str | None,
+        method: str,
+        path: str,
+    ) -> Token[RequestContext | None]:
+        # The principal for the view: on the request and in current_principal().
+        request.principal = principal  # type: ignore[attr-defined]
+        return request_var.set((principal, self.authenticator, client_ip, method, path))
 
     def _scopes(self, request: HttpRequest, method: str, path: str) -> frozenset[str]:
         if getattr(request, "urlconf", None) is not None:  # set per request: not cached
@@ -211,8 +231,7 @@ class ApiKeyMiddleware:
         method: str,
         path: str,
     ) -> HttpResponse:
-        request.principal = principal  # type: ignore[attr-defined]
-        token = request_var.set((principal, self.authenticator, client_ip, method, path))
+        token = self._enter(request, principal, client_ip, method, path)
         try:
             response: HttpResponse = self.get_response(request)
         finally:
@@ -227,8 +246,7 @@ class ApiKeyMiddleware:
         method: str,
         path: str,
     ) -> HttpResponse:
-        request.principal = principal  # type: ignore[attr-defined]
-        token = request_var.set((principal, self.authenticator, client_ip, method, path))
+        token = self._enter(request, principal, client_ip, method, path)
         try:
             response: HttpResponse = await self.get_response(request)
         finally:
