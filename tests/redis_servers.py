@@ -15,10 +15,11 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
-__all__ = ["RedisCluster", "RedisServer", "free_port", "redis_server_binary"]
+__all__ = ["RedisCluster", "RedisServer", "free_port", "patient_store", "redis_server_binary"]
 
 
 def redis_server_binary() -> str | None:
@@ -195,3 +196,12 @@ class RedisCluster:
 def external_url() -> str | None:
     """``REDIS_URL`` when the tests are pointed at an external server."""
     return os.environ.get("REDIS_URL") or None
+
+
+def patient_store(url: str, **options: Any) -> Any:
+    """A store for a test's set-up writes. Fault tests give their own store timeouts short
+    enough to see the fault; a set-up write on a busy CI machine must not trip those (state
+    changes are never retried), so keys are made through this one."""
+    from nowramp_auth import RedisKeyStore
+
+    return RedisKeyStore.from_url(url, socket_timeout=5, connect_timeout=5, **options)

@@ -17,7 +17,7 @@ import pytest
 
 from nowramp_auth import Authenticator, AuthError, ErrorCode, KeyManager, RedisKeyStore
 from nowramp_auth._keys import generate_key
-from tests.redis_servers import RedisServer
+from tests.redis_servers import RedisServer, patient_store
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -131,9 +131,10 @@ def test_kill_and_restart_under_load(redis_server: RedisServer):
     store = RedisKeyStore.from_url(
         redis_server.url, cache_ttl=0.2, socket_timeout=0.3, connect_timeout=0.2
     )
+    setup = patient_store(redis_server.url)
     try:
-        manager, auth = KeyManager(store), Authenticator(store)
-        keys = make_keys(manager)
+        auth = Authenticator(store)
+        keys = make_keys(KeyManager(setup))
         with Load(auth, keys) as load:
             time.sleep(0.8)
             redis_server.kill()
@@ -152,6 +153,7 @@ def test_kill_and_restart_under_load(redis_server: RedisServer):
         assert asyncio.run(auth.authenticate_async(keys["valid"][0])).kind == "api_key"
     finally:
         store.close()
+        setup.close()
 
 
 def test_pause_past_the_timeout(redis_server: RedisServer):
@@ -159,8 +161,9 @@ def test_pause_past_the_timeout(redis_server: RedisServer):
     store = RedisKeyStore.from_url(
         redis_server.url, cache_ttl=5, socket_timeout=timeout, connect_timeout=0.2
     )
+    setup = patient_store(redis_server.url)
     try:
-        manager, auth = KeyManager(store), Authenticator(store)
+        manager, auth = KeyManager(setup), Authenticator(store)
         keys = make_keys(manager)
         hot = keys["valid"][0]
         store.get_key("key_ABCDwarmup000000")
@@ -187,6 +190,7 @@ def test_pause_past_the_timeout(redis_server: RedisServer):
         wait_until(lambda: recovered(auth, {"valid": cold}), 10, "no recovery after pause")
     finally:
         store.close()
+        setup.close()
 
 
 def test_pubsub_drop_under_load(redis_server: RedisServer):

@@ -19,7 +19,7 @@ import pytest
 
 from nowramp_auth import Authenticator, AuthError, KeyManager, RateLimit, RedisKeyStore
 from nowramp_auth.stores import StoreUnavailable
-from tests.redis_servers import free_port
+from tests.redis_servers import free_port, patient_store
 from tests.servers import ROOT, SERVERS, server_command
 
 pytestmark = pytest.mark.redis
@@ -252,7 +252,9 @@ def test_a_stalled_event_loop_is_not_a_redis_timeout(
     url = request.getfixturevalue("redis_url")
     store = RedisKeyStore.from_url(url, namespace=namespace, socket_timeout=0.3, cache_ttl=0)
     request.addfinalizer(store.close)
-    issued = KeyManager(store).create(scopes=["quotes:read"])
+    setup = patient_store(url, namespace=namespace)
+    request.addfinalizer(setup.close)
+    issued = KeyManager(setup).create(scopes=["quotes:read"])
 
     async def run() -> object:
         try:

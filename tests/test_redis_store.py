@@ -23,7 +23,7 @@ from nowramp_auth import (
 )
 from tests.apps import starlette_app
 from tests.conftest import mistype
-from tests.redis_servers import RedisServer
+from tests.redis_servers import RedisServer, patient_store
 
 pytestmark = pytest.mark.redis
 
@@ -173,8 +173,9 @@ def test_revocation_propagates_to_another_instance(redis_url: str, namespace: st
 
 def test_redis_down_is_503_and_recovery_needs_no_restart(redis_server: RedisServer):
     store = RedisKeyStore.from_url(redis_server.url, socket_timeout=0.3, connect_timeout=0.2)
+    setup = patient_store(redis_server.url)
     try:
-        manager = KeyManager(store)
+        manager = KeyManager(setup)
         cached = manager.create(scopes=["quotes:read"])
         uncached = manager.create(scopes=["quotes:read"])
         client = TestClient(starlette_app(Authenticator(store)))
@@ -196,6 +197,7 @@ def test_redis_down_is_503_and_recovery_needs_no_restart(redis_server: RedisServ
         assert store.subscribed.wait(5), "listener did not resubscribe"
     finally:
         store.close()
+        setup.close()
 
 
 def test_cache_is_flushed_when_pubsub_reconnects(store: RedisKeyStore, redis_server: RedisServer):
