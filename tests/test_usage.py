@@ -94,3 +94,21 @@ def test_history_counts_accepted_requests_and_refusals_per_hour(any_store: KeySt
         auth.authenticate(issued.secret)
     again = any_store.usage_history(issued.key.id)  # type: ignore[attr-defined]
     assert sum(n for (_, c), n in again.refused.items() if c == "RATE_LIMITED") == 2
+
+
+def test_history_keeps_the_last_eight_days_only():
+    from nowramp_auth.stores._usage import HISTORY_HOURS, UsageLog
+
+    log = UsageLog()
+    start = 1_800_000_000.0
+    for hour in range(HISTORY_HOURS * 2):
+        at = start + hour * 3600
+        log.count("key_x", at)
+        log.count_refusal("key_x", "RATE_LIMITED", at)
+        log.fold("key_x", log.cell("key_x"))
+    history = log.history("key_x")
+    last = int((start + (HISTORY_HOURS * 2 - 1) * 3600) // 3600)
+    assert max(history.accepted) == last and len(history.accepted) <= HISTORY_HOURS + 1
+    assert min(history.accepted) >= last - HISTORY_HOURS
+    assert len(history.refused) <= HISTORY_HOURS + 1
+    assert sum(history.accepted.values()) == len(history.accepted)  # one per hour

@@ -90,10 +90,12 @@ class UsageLog:
         hours = self._hours.get(key_id)
         if hours is None:
             hours = self._hours[key_id] = {}
+        size = len(hours)
         for at in times:
             hour = int(at // 3600)
             hours[hour] = hours.get(hour, 0) + 1
-        _prune(hours, int(last // 3600))
+        if len(hours) > size:  # a new hour: drop those past the history
+            _prune(hours, int(last // 3600))
         usage = self._totals.get(key_id)
         if usage is None:
             self._totals[key_id] = [n, last]
@@ -109,8 +111,13 @@ class UsageLog:
             refused = self._refusals.get(key_id)
             if refused is None:
                 refused = self._refusals[key_id] = {}
-            refused[(hour, code)] = refused.get((hour, code), 0) + 1
-            _prune(refused, hour)
+            bucket = (hour, code)
+            count = refused.get(bucket)
+            if count is None:  # a new hour or code: drop buckets past the history
+                refused[bucket] = 1
+                _prune(refused, hour)
+            else:
+                refused[bucket] = count + 1
 
     def history(self, key_id: str) -> History:
         """The counts per hour of ``key_id`` held here (all of them for a memory store; what
@@ -176,7 +183,8 @@ class UsageLog:
 
 
 def _prune(buckets: dict[Any, int], now_hour: int) -> None:
-    # Keep the last HISTORY_HOURS hours (checked only when the dict has grown past that).
+    # Keep the last HISTORY_HOURS hours. Called when a bucket is added (at most once per
+    # hour and code), and scans only once the dict holds more buckets than hours kept.
     if len(buckets) > HISTORY_HOURS:
         oldest = now_hour - HISTORY_HOURS
         for bucket in [b for b in buckets if (b[0] if isinstance(b, tuple) else b) < oldest]:
