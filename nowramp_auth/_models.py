@@ -80,6 +80,15 @@ class RateLimitStatus:
             ("RateLimit-Reset", str(max(0, math.ceil(self.reset_seconds)))),
         ]
 
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """:meth:`headers` as ASGI header pairs (lower-case names, bytes): what every
+        response to a limited key carries, built without a str round trip."""
+        return [
+            (b"ratelimit-limit", b"%d" % self.limit),
+            (b"ratelimit-remaining", b"%d" % max(0, self.remaining)),
+            (b"ratelimit-reset", b"%d" % max(0, math.ceil(self.reset_seconds))),
+        ]
+
 
 @dataclass(frozen=True, slots=True)
 class KeyRecord:

@@ -14,7 +14,7 @@ from starlette.authentication import AuthCredentials
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._asgi_io import raw_headers, read_body, read_headers, refuse, refuse_downstream, send_http
+from ._asgi_io import read_body, read_headers, refuse, refuse_downstream, send_http
 from ._authenticator import Authenticator
 from ._client_ip import IPAddress
 from ._context import request_var
@@ -271,9 +271,7 @@ class ApiKeyMiddleware:
         scope["user"] = principal
         scope["auth"] = self._scope_credentials(principal.scopes)
         token = request_var.set((principal, self.authenticator, client_ip, method, path))
-        extra = (
-            raw_headers(principal.rate_limit.headers()) if principal.rate_limit is not None else []
-        )
+        extra = principal.rate_limit.raw_headers() if principal.rate_limit is not None else []
         started = False
 
         async def send_wrapper(message: Message) -> None:

@@ -245,3 +245,33 @@ def test_no_eviction_warning_under_noeviction(redis_url: str, caplog: pytest.Log
         finally:
             store.close()
     assert "maxmemory-policy" not in caplog.text
+
+
+@given(
+    keys=st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=3),
+    args=st.lists(st.one_of(st.integers(), st.text(max_size=30)), max_size=5),
+)
+def test_packed_script_calls_are_what_redis_py_sends(keys: list[str], args: list[object]):
+    # The hand-packed EVALSHA (with its cached prefix) is byte for byte redis-py's packing.
+    from redis.connection import Encoder, PythonRespSerializer
+
+    from nowramp_auth.stores._redis_pipeline import _evalsha_command
+
+    sha = "a" * 40
+    serializer = PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode)
+    expected = b"".join(serializer.pack("EVALSHA", sha, len(keys), *keys, *args))
+    assert _evalsha_command(sha, keys, args) == expected
+    assert _evalsha_command(sha, keys, args) == expected  # from the cached prefix
+
+
+@given(
+    limit=st.integers(min_value=1, max_value=10**9),
+    remaining=st.integers(min_value=-5, max_value=10**9),
+    reset=st.floats(min_value=0, max_value=10**7, allow_nan=False),
+)
+def test_raw_rate_limit_headers_match_the_text_ones(limit: int, remaining: int, reset: float):
+    from nowramp_auth._models import RateLimitStatus
+
+    status = RateLimitStatus(limit=limit, remaining=remaining, reset_seconds=reset)
+    text = [(k.lower().encode(), v.encode()) for k, v in status.headers()]
+    assert status.raw_headers() == text

@@ -132,12 +132,26 @@ async def _execute(client: Any, *, sha: str, calls: list[_Call]) -> list[Any]:
         await pool.release(connection)
 
 
+_PREFIXES: dict[tuple[Any, ...], bytes] = {}
+
+
 def _evalsha_command(sha: str, keys: Sequence[str], args: Sequence[Any]) -> bytes:
     # RESP by hand: redis-py's general packer costs several times the whole rest of a
-    # rate-limited request.
-    parts = [b"EVALSHA", sha.encode(), str(len(keys)).encode()]
-    parts += [str(part).encode() for part in (*keys, *args)]
-    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+    # rate-limited request. The part up to the arguments (command, script, keys) repeats
+    # for every request of a key: it is packed once.
+    lookup = (sha, len(args), *keys)
+    prefix = _PREFIXES.get(lookup)
+    if prefix is None:
+        head = [b"EVALSHA", sha.encode(), str(len(keys)).encode()]
+        head += [key.encode() for key in keys]
+        prefix = b"*%d\r\n" % (len(head) + len(args)) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(p), p) for p in head
+        )
+        if len(_PREFIXES) >= 10_000:
+            _PREFIXES.clear()
+        _PREFIXES[lookup] = prefix
+    tail = [str(arg).encode() for arg in args]
+    return prefix + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in tail)
 
 
 async def _evalsha(client: Any, *, sha: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
