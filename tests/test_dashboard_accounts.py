@@ -231,3 +231,22 @@ def test_sessions_end_when_idle_or_too_old(monkeypatch: pytest.MonkeyPatch):
     assert sessions.find(idle_cookie) is None
     with pytest.raises(ValueError):
         _sessions.StoreSessions(store, idle=60, absolute=30)
+
+
+def test_an_unreachable_key_store_is_a_503_page_not_a_500():
+    from tests.redis_servers import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    store = RedisKeyStore.from_url(url, socket_timeout=0.2, connect_timeout=0.2)
+    try:
+        app = Starlette(
+            routes=[Mount("/d", create_dashboard(KeyManager(store), admin_password=PASSWORD))]
+        )
+        client = TestClient(app, raise_server_exceptions=False, follow_redirects=False)
+        signing_in = client.post("/d/login", data={"username": "admin", "password": PASSWORD})
+        assert signing_in.status_code == 503 and "unreachable" in signing_in.text
+        client.cookies.set("nowramp_dashboard", "x" * 43)
+        page = client.get("/d/keys")
+        assert page.status_code == 503 and page.headers["cache-control"] == "no-store"
+    finally:
+        store.close()

@@ -172,7 +172,10 @@ def create_dashboard(
         async def guarded(request: Request) -> Response:
             request.state.nonce = secrets.token_urlsafe(12)
             nonce = request.state.nonce
-            viewer, new_cookie = await who(request)
+            try:
+                viewer, new_cookie = await who(request)
+            except StoreUnavailable:  # sessions and accounts live in the key store
+                return _harden(unreachable(request), nonce)
             if viewer is None:
                 if identify is not None:
                     refusal = render(request, "error.html", 401, message="Not signed in.")
@@ -197,12 +200,7 @@ def create_dashboard(
             try:
                 response = await handler(request)
             except StoreUnavailable:
-                response = render(
-                    request,
-                    "error.html",
-                    503,
-                    message="The key store is unreachable. Try again shortly.",
-                )
+                response = unreachable(request)
             if new_cookie is not None:
                 response.set_cookie(
                     IdentityCsrf.cookie,
@@ -215,6 +213,10 @@ def create_dashboard(
             return _harden(response, request.state.nonce)
 
         return guarded
+
+    def unreachable(request: Request) -> Response:
+        message = "The key store is unreachable. Try again shortly."
+        return render(request, "error.html", 503, message=message)
 
     def viewer_of(request: Request) -> DashboardUser:
         viewer: Viewer = request.state.viewer
@@ -230,18 +232,21 @@ def create_dashboard(
         # Counted in the key store before the password is checked, in one atomic step with
         # the check of the allowance: however many requests arrive at once, on however many
         # instances, at most 5 a minute are checked per client address.
-        if not await run_in_threadpool(sign_in_allowed, client):
-            return _harden(
-                render(request, "login.html", 429, error="Too many attempts. Wait a minute."),
-                request.state.nonce,
-            )
-        user = await run_in_threadpool(sign_in, form.get("username"), form.get("password"))
-        if user is None:
-            return _harden(
-                render(request, "login.html", 401, error="Wrong username or password."),
-                request.state.nonce,
-            )
-        _, cookie = await run_in_threadpool(sessions.start, user)
+        try:
+            if not await run_in_threadpool(sign_in_allowed, client):
+                return _harden(
+                    render(request, "login.html", 429, error="Too many attempts. Wait a minute."),
+                    request.state.nonce,
+                )
+            user = await run_in_threadpool(sign_in, form.get("username"), form.get("password"))
+            if user is None:
+                return _harden(
+                    render(request, "login.html", 401, error="Wrong username or password."),
+                    request.state.nonce,
+                )
+            _, cookie = await run_in_threadpool(sessions.start, user)
+        except StoreUnavailable:  # the throttle, accounts and sessions live in the key store
+            return _harden(unreachable(request), request.state.nonce)
         response = RedirectResponse(base + "/keys", 303)
         response.set_cookie(
             COOKIE,
