@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -19,13 +20,22 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("gunicorn", "uvicorn")
 
 
-def server_command(server: str, log_level: str = "warning") -> list[str]:
-    """``python -m`` arguments serving ``tests.server_apps`` with a real server process
-    (``{port}`` is filled in by :func:`serve`)."""
+def server_command(
+    server: str,
+    log_level: str = "warning",
+    *,
+    asgi_app: str = "tests.server_apps:asgi_app",
+    wsgi_app: str = "tests.server_apps:wsgi_app",
+    uvicorn_flags: tuple[str, ...] = (),
+) -> list[str]:
+    """``python -m`` arguments serving ``asgi_app`` (uvicorn) or ``wsgi_app`` (gunicorn) with
+    a real server process (``{port}`` is filled in by :func:`serve`); by default the apps of
+    ``tests.server_apps``."""
     if server == "uvicorn":
         return [
             "uvicorn",
-            "tests.server_apps:asgi_app",
+            asgi_app,
+            *uvicorn_flags,
             "--host",
             "127.0.0.1",
             "--port",
@@ -45,8 +55,29 @@ def server_command(server: str, log_level: str = "warning") -> list[str]:
         log_level,
         "--access-logfile",
         "-",
-        "tests.server_apps:wsgi_app",
+        wsgi_app,
     ]
+
+
+def wait_until_up(
+    base: str,
+    process: subprocess.Popen[Any] | None = None,
+    timeout: float = 30,
+    health: str = "/health",
+) -> None:
+    """Poll ``base`` + ``health`` until the server answers (``RuntimeError`` after ``timeout``
+    seconds, or at once when ``process`` has exited)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited early with status {process.returncode}")
+        try:
+            httpx.get(base + health, timeout=1)
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{base} did not answer within {timeout:g} s") from None
+            time.sleep(0.1)
 
 
 @contextmanager
@@ -67,18 +98,11 @@ def serve(
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    log.seek(0)
-                    raise RuntimeError(f"server exited early:\n{log.read().decode()}")
-                try:
-                    httpx.get(base + health, timeout=1)
-                    break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("server did not start") from None
-                    time.sleep(0.1)
+            try:
+                wait_until_up(base, process, health=health)
+            except RuntimeError as exc:
+                log.seek(0)
+                raise RuntimeError(f"{exc}:\n{log.read().decode()}") from None
             yield base
         finally:
             process.terminate()
@@ -111,15 +135,7 @@ def demo() -> Iterator[tuple[str, list[str]]]:
                 raise RuntimeError("demo exited: " + "".join(lines))
             lines.append(line)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(base + "/health", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("demo did not answer") from None
-                time.sleep(0.1)
+        wait_until_up(base, process)
         yield base, lines
     finally:
         process.terminate()

@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from nowramp_auth import Authenticator, AuthError, ErrorCode, KeyManager, RateLimit, RedisKeyStore
 from tests.apps import starlette_app
 from tests.auth_cases import Send, assert_expected, assert_same_refusals, run_cases
-from tests.servers import serve
+from tests.servers import serve, server_command
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_site.settings")
 django.setup()
@@ -185,26 +185,14 @@ def test_configuration_errors_are_clear():
         assert needle in str(info.value)
 
 
-SERVERS: dict[str, Callable[[], list[str]]] = {
-    "gunicorn": lambda: [
-        "gunicorn",
-        "--workers",
-        "2",
-        "--threads",
-        "4",
-        "--bind",
-        "127.0.0.1:{port}",
-        "tests.django_site.wsgi:application",
-    ],
-    "uvicorn": lambda: [
-        "uvicorn",
-        "tests.django_site.asgi:application",
-        "--no-proxy-headers",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "{port}",
-    ],
+SERVERS = {
+    server: server_command(
+        server,
+        asgi_app="tests.django_site.asgi:application",
+        wsgi_app="tests.django_site.wsgi:application",
+        uvicorn_flags=("--no-proxy-headers",),
+    )
+    for server in ("gunicorn", "uvicorn")
 }
 
 
@@ -218,7 +206,7 @@ def test_real_servers(server: str, redis_url: str, namespace: str, starlette_ref
         "DJANGO_SETTINGS_MODULE": "tests.django_site.settings",
     }
     try:
-        with serve(SERVERS[server](), env) as base:
+        with serve(SERVERS[server], env) as base:
             send = http_send(base)
             outcomes = run_cases(KeyManager(store), send)
             assert_expected(outcomes)

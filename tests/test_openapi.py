@@ -8,11 +8,9 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi import Depends, FastAPI
 from starlette.testclient import TestClient
@@ -22,7 +20,7 @@ from nowramp_auth.fastapi import document_auth, scopes
 from nowramp_auth.starlette import ApiKeyMiddleware, require_scopes
 from nowramp_auth.testing import auth_kit
 from tests.redis_servers import free_port
-from tests.servers import ROOT
+from tests.servers import ROOT, wait_until_up
 
 PUBLIC = ["/health", "/docs*", "/openapi.json"]
 
@@ -121,14 +119,7 @@ def example_server() -> Iterator[tuple[str, str]]:
         # Keep reading what it prints, so a full pipe never stalls it.
         threading.Thread(target=process.stdout.read, daemon=True).start()
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(base + "/health", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "example did not start"
-                time.sleep(0.1)
+        wait_until_up(base, process)
         yield base, found.group(1)
     finally:
         process.terminate()
