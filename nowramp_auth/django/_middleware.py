@@ -17,9 +17,10 @@ spends no quota and gets its 403 before any 429.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import Token
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -78,6 +79,17 @@ def _config() -> dict[str, Any]:
     return config
 
 
+class _Plan(NamedTuple):
+    """What a request needs (see ``ApiKeyMiddleware._plan``)."""
+
+    step: Literal["widget", "public", "authenticate"]
+    path: str
+    method: str
+    accepted: Principal | LimitedKey | None = None
+    credentials: tuple[list[str], list[str]] = ([], [])
+    call: Mapping[str, Any] = MappingProxyType({})  # the authenticator call's keywords
+
+
 class ApiKeyMiddleware:
     """API-key authentication for every Django request (see the module docstring).
 
@@ -108,77 +120,62 @@ class ApiKeyMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self._acall(request)
-        path = request.path_info
-        method = request.method or "GET"
-        if path == self.widget_sessions_path and method == "POST":
-            return self._widget_session(request, path)
-        if path in self.public_paths:
+        plan = self._plan(request)
+        if plan.step == "widget":
+            return self._widget_session(request, plan.path)
+        if plan.step == "public":
             return self.get_response(request)
         auth = self.authenticator
-        meta = request.META
-        scopes = self._scopes(request, method, path)
-        fast = self._fast(meta, scopes)
-        if fast is not None:
-            peer = meta.get("REMOTE_ADDR")
-            if isinstance(fast, LimitedKey):
-                try:
-                    principal = auth.charge(
-                        fast, client_ip=peer, required_scopes=scopes, method=method, path=path
-                    )
-                except AuthError as error:
-                    return refusal(error)
-                return self._serve(request, principal, peer, method, path)
-            return self._serve(request, fast, peer, method, path)
-        api_keys, authorizations, client_ip = self._credentials(meta)
         try:
-            principal = auth.authenticate_request(
-                api_keys,
-                authorizations,
-                client_ip=client_ip,
-                required_scopes=scopes,
-                method=method,
-                path=path,
-            )
+            if isinstance(plan.accepted, LimitedKey):
+                principal = auth.charge(plan.accepted, **plan.call)
+            elif plan.accepted is not None:
+                principal = plan.accepted
+            else:
+                principal = auth.authenticate_request(*plan.credentials, **plan.call)
         except AuthError as error:
             return refusal(error)
-        return self._serve(request, principal, client_ip, method, path)
+        return self._serve(request, principal, plan)
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
-        path = request.path_info
-        method = request.method or "GET"
-        if path == self.widget_sessions_path and method == "POST":
-            return await self._widget_session_async(request, path)
-        if path in self.public_paths:
+        # The twin of __call__, awaiting the store.
+        plan = self._plan(request)
+        if plan.step == "widget":
+            return await self._widget_session_async(request, plan.path)
+        if plan.step == "public":
             response: HttpResponse = await self.get_response(request)
             return response
         auth = self.authenticator
-        meta = request.META
-        scopes = self._scopes(request, method, path)
-        fast = self._fast(meta, scopes)
-        if fast is not None:
-            peer = meta.get("REMOTE_ADDR")
-            if isinstance(fast, LimitedKey):
-                try:
-                    principal = await auth.charge_async(
-                        fast, client_ip=peer, required_scopes=scopes, method=method, path=path
-                    )
-                except AuthError as error:
-                    return refusal(error)
-                return await self._serve_async(request, principal, peer, method, path)
-            return await self._serve_async(request, fast, peer, method, path)
-        api_keys, authorizations, client_ip = self._credentials(meta)
         try:
-            principal = await auth.authenticate_request_async(
-                api_keys,
-                authorizations,
-                client_ip=client_ip,
-                required_scopes=scopes,
-                method=method,
-                path=path,
-            )
+            if isinstance(plan.accepted, LimitedKey):
+                principal = await auth.charge_async(plan.accepted, **plan.call)
+            elif plan.accepted is not None:
+                principal = plan.accepted
+            else:
+                principal = await auth.authenticate_request_async(*plan.credentials, **plan.call)
         except AuthError as error:
             return refusal(error)
-        return await self._serve_async(request, principal, client_ip, method, path)
+        return await self._serve_async(request, principal, plan)
+
+    def _plan(self, request: HttpRequest) -> _Plan:
+        # Everything decided without I/O, for both twins: the widget endpoint, a public path,
+        # a key the fast path accepts (or a limited key to charge), or the general flow with
+        # the request's credentials. The view's scopes are resolved first (commit point).
+        path = request.path_info
+        method = request.method or "GET"
+        if path == self.widget_sessions_path and method == "POST":
+            return _Plan("widget", path, method)
+        if path in self.public_paths:
+            return _Plan("public", path, method)
+        meta = request.META
+        scopes = self._scopes(request, method, path)
+        call: dict[str, Any] = {"required_scopes": scopes, "method": method, "path": path}
+        accepted = self._fast(meta, scopes)
+        if accepted is not None:
+            call["client_ip"] = meta.get("REMOTE_ADDR")
+            return _Plan("authenticate", path, method, accepted, call=call)
+        api_keys, authorizations, call["client_ip"] = self._credentials(meta)
+        return _Plan("authenticate", path, method, None, (api_keys, authorizations), call)
 
     def _credentials(self, meta: dict[str, Any]) -> tuple[list[str], list[str], IPAddress | None]:
         # The raw X-API-Key and Authorization values, and the client address.
@@ -192,16 +189,12 @@ class ApiKeyMiddleware:
         )
 
     def _enter(
-        self,
-        request: HttpRequest,
-        principal: Principal,
-        client_ip: IPAddress | str | None,
-        method: str,
-        path: str,
+        self, request: HttpRequest, principal: Principal, plan: _Plan
     ) -> Token[RequestContext | None]:
         # The principal for the view: on the request and in current_principal().
         request.principal = principal  # type: ignore[attr-defined]
-        return request_var.set((principal, self.authenticator, client_ip, method, path))
+        context = (principal, self.authenticator, plan.call["client_ip"], plan.method, plan.path)
+        return request_var.set(context)
 
     def _scopes(self, request: HttpRequest, method: str, path: str) -> frozenset[str]:
         if getattr(request, "urlconf", None) is not None:  # set per request: not cached
@@ -223,15 +216,8 @@ class ApiKeyMiddleware:
         accepted = self.authenticator.accept_verified(raw, meta.get("REMOTE_ADDR"), scopes)
         return accepted if isinstance(accepted, (Principal, LimitedKey)) else None
 
-    def _serve(
-        self,
-        request: HttpRequest,
-        principal: Principal,
-        client_ip: IPAddress | str | None,
-        method: str,
-        path: str,
-    ) -> HttpResponse:
-        token = self._enter(request, principal, client_ip, method, path)
+    def _serve(self, request: HttpRequest, principal: Principal, plan: _Plan) -> HttpResponse:
+        token = self._enter(request, principal, plan)
         try:
             response: HttpResponse = self.get_response(request)
         finally:
@@ -239,14 +225,9 @@ class ApiKeyMiddleware:
         return _with_headers(response, principal)
 
     async def _serve_async(
-        self,
-        request: HttpRequest,
-        principal: Principal,
-        client_ip: IPAddress | str | None,
-        method: str,
-        path: str,
+        self, request: HttpRequest, principal: Principal, plan: _Plan
     ) -> HttpResponse:
-        token = self._enter(request, principal, client_ip, method, path)
+        token = self._enter(request, principal, plan)
         try:
             response: HttpResponse = await self.get_response(request)
         finally:
