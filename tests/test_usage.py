@@ -112,3 +112,18 @@ def test_history_keeps_the_last_eight_days_only():
     assert min(history.accepted) >= last - HISTORY_HOURS
     assert len(history.refused) <= HISTORY_HOURS + 1
     assert sum(history.accepted.values()) == len(history.accepted)  # one per hour
+
+
+def test_one_fold_spanning_hours_counts_each_hour():
+    from nowramp_auth.stores._usage import UsageLog
+
+    log = UsageLog()
+    base = 1_800_000_000.0 - 1_800_000_000.0 % 3600  # the start of an hour
+    for at in (base + 10, base - 5, base + 3605, base + 20):  # not in order
+        log.count("key_y", at)
+    history = log.history("key_y")
+    hour = int(base // 3600)
+    assert history.accepted == {hour - 1: 1, hour: 2, hour + 1: 1}
+    log.count("key_y", base + 30)
+    log.count("key_y", base + 40)
+    assert log.history("key_y").accepted == {hour - 1: 1, hour: 4, hour + 1: 1}

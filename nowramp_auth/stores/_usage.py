@@ -91,9 +91,13 @@ class UsageLog:
         if hours is None:
             hours = self._hours[key_id] = {}
         size = len(hours)
-        for at in times:
-            hour = int(at // 3600)
-            hours[hour] = hours.get(hour, 0) + 1
+        hour = int(last // 3600)
+        if int(min(times) // 3600) == hour:  # the usual case: one hour, one addition
+            hours[hour] = hours.get(hour, 0) + n
+        else:
+            for at in times:
+                hour = int(at // 3600)
+                hours[hour] = hours.get(hour, 0) + 1
         if len(hours) > size:  # a new hour: drop those past the history
             _prune(hours, int(last // 3600))
         usage = self._totals.get(key_id)
