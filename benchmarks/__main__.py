@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import asgi, core, e2e, memory, scale_out, wsgi
+from . import asgi, core, e2e, hashing, memory, scale_out, wsgi
 from ._redis import private_redis
 
 
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         results["core"] = core.run(rounds=rounds, iterations=iterations)
         results["asgi"] = asgi.run(rounds=rounds, iterations=iterations, redis_url=server.url)
         results["wsgi"] = wsgi.run(rounds=rounds, iterations=iterations, redis_url=server.url)
+        results["hashing"] = hashing.run(rounds=rounds, iterations=iterations)
         results["e2e"] = e2e.run(seconds=e2e_seconds, rounds=e2e_rounds, redis_url=server.url)
         results["memory"] = memory.process(memory_keys)
         results["rate_state"] = memory.redis_rate_state(server.url, limiter_requests)
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     report += _in_process_tables(results["asgi"], results["wsgi"])
+    report.append(_hashing_table(results["hashing"]))
     report.append(_e2e_table(results["e2e"]))
     report.append(_memory_table(results["memory"], results["rate_state"]))
     report.append(
@@ -102,6 +104,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chart: {out / 'benchmarks.png'}")
     print(f"benchmarks took {time.monotonic() - started:.0f} s")
     return 0
+
+
+def _hashing_table(res: dict[str, float]) -> str:
+    rows = []
+    for framework in ("Starlette", "Flask"):
+        unhashed = res[f"{framework}, no hashing"]
+        for name in hashing.HASHERS:
+            value = res[f"{framework}, {name}"]
+            rows.append([f"{framework}: {name}", f"{value:.2f}", f"{value - unhashed:+.2f}"])
+    return _table(
+        "SHA-256 of the key inside a request (a middleware that only hashes the header)",
+        ["case", "µs per request", "hashing costs µs"],
+        rows,
+    )
 
 
 def _in_process_tables(asgi_res: dict[str, float], wsgi_res: dict[str, float]) -> list[str]:

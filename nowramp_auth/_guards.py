@@ -49,11 +49,12 @@ def scope_guard(
 
         @functools.wraps(endpoint)
         async def async_guarded(*args: Any, **kwargs: Any) -> Any:
-            if kwargs:
-                kwargs.pop(drop, None)
             context = get_context()
             if context is not None and required <= context[0].scopes:
-                return await endpoint(*args, **kwargs)
+                if kwargs:  # FastAPI calls by keyword (and passes the OpenAPI parameter)
+                    kwargs.pop(drop, None)
+                    return await endpoint(*args, **kwargs)
+                return await endpoint(*args)  # Starlette: endpoint(request)
             return refuse(refuse_scopes(required))
 
         record_scopes(async_guarded, required | recorded_scopes(endpoint))
@@ -61,11 +62,12 @@ def scope_guard(
 
     @functools.wraps(endpoint)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        if kwargs:
-            kwargs.pop(drop, None)
         context = get_context()
         if context is not None and required <= context[0].scopes:
-            return endpoint(*args, **kwargs)
+            if kwargs:
+                kwargs.pop(drop, None)
+                return endpoint(*args, **kwargs)
+            return endpoint(*args)
         return refuse(refuse_scopes(required))
 
     record_scopes(guarded, required | recorded_scopes(endpoint))

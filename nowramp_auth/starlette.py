@@ -85,10 +85,9 @@ class ApiKeyMiddleware:
         self._general_paths = frozenset(general)
         self._general_prefixes = self.public_paths.prefixes
         # Behind trusted proxies X-Forwarded-For can change the client, so its presence sends
-        # a request to the general path; otherwise it is ignored (b"" matches no header name).
-        self._forwarded_header = b"x-forwarded-for" if authenticator.trusted_proxies else b""
+        # a request to the general path; otherwise it is ignored.
+        self._trusting = bool(authenticator.trusted_proxies)
         self._accept = authenticator.accept_verified
-        self._credentials_cache: dict[int, tuple[Principal, ScopeCredentials]] = {}
         self._scopes_cache: dict[frozenset[str], ScopeCredentials] = {}
         self._route_scopes: RouteScopeCache[Scope] = RouteScopeCache(starlette_route_scopes)
 
@@ -105,17 +104,15 @@ class ApiKeyMiddleware:
                 self._general_prefixes and path.startswith(self._general_prefixes)
             ):
                 api_key = None
-                forwarded = self._forwarded_header
                 for name, value in scope["headers"]:
                     if name == b"x-api-key":
                         if api_key is not None:  # several: the general path refuses
                             api_key = None
                             break
                         api_key = value
-                    elif name == forwarded:  # a client behind a trusted proxy
-                        api_key = None
-                        break
-                if api_key:  # one non-empty X-API-Key
+                if api_key and not (self._trusting and self._forwarded(scope)):
+                    # One non-empty X-API-Key, and no forwarding header that could change
+                    # the client (read only when proxies are trusted).
                     client = scope.get("client")  # optional in ASGI
                     peer = client[0] if client else None
                     # The route's recorded scopes too, so a scope refusal is not counted.
@@ -123,18 +120,12 @@ class ApiKeyMiddleware:
                     if route is None:
                         route = self._route_scopes.lookup(scope["method"], path, scope)
                     principal = self._accept(api_key, peer, route)
-                    if isinstance(principal, LimitedKey):  # one limiter call, then as below
-                        await self._limited(scope, receive, send, principal, peer, path)
-                        return
-                    if principal is None:  # not seen before: made up, or verify in full
-                        await self._verify(scope, receive, send, api_key, peer, path)
-                        return
-                    else:
+                    if isinstance(principal, Principal):
                         scope["user"] = principal
-                        credentials = self._credentials_cache.get(id(principal))
-                        if credentials is None or credentials[0] is not principal:
-                            credentials = self._credentials(principal)
-                        scope["auth"] = credentials[1]
+                        credentials = self._scopes_cache.get(principal.scopes)
+                        if credentials is None:
+                            credentials = self._scope_credentials(principal.scopes)
+                        scope["auth"] = credentials
                         token = request_var.set(
                             (principal, self.authenticator, peer, scope["method"], path)
                         )
@@ -145,23 +136,23 @@ class ApiKeyMiddleware:
                         finally:
                             request_var.reset(token)
                         return
+                    if principal is None:  # not seen before: made up, or verify in full
+                        await self._verify(scope, receive, send, api_key, peer, path)
+                        return
+                    # A LimitedKey: one limiter call, then served as the general path does.
+                    await self._limited(scope, receive, send, principal, peer, path)
+                    return
         await self._general(scope, receive, send)
 
-    def _credentials(self, principal: Principal) -> tuple[Principal, ScopeCredentials]:
-        # One read-only credentials object per principal, i.e. per record version (keyed by
-        # identity; the entry holds the principal, so its id cannot be reused while cached).
-        cached = self._credentials_cache.get(id(principal))
-        if cached is not None and cached[0] is principal:
-            return cached
-        cached = (principal, self._scope_credentials(principal.scopes))
-        if len(self._credentials_cache) >= 4096:
-            self._credentials_cache.clear()
-        self._credentials_cache[id(principal)] = cached
-        return cached
+    @staticmethod
+    def _forwarded(scope: Scope) -> bool:
+        # Behind trusted proxies, X-Forwarded-For can change the client: the general path.
+        return any(name == b"x-forwarded-for" for name, _ in scope["headers"])
 
     def _scope_credentials(self, scopes: frozenset[str]) -> ScopeCredentials:
-        # Principals of rate-limited keys are new per request (they carry the limit's
-        # state), their scopes are not: one credentials object per scope set.
+        # One read-only credentials object per scope set (a frozenset caches its hash, and a
+        # record version's principals share one scopes object, so the hot path's lookup is
+        # a hash read and an identity compare).
         credentials = self._scopes_cache.get(scopes)
         if credentials is None:
             credentials = ScopeCredentials(scopes)

@@ -18,6 +18,7 @@ from nowramp_auth._keys import (
     make_hint,
     parse_key,
     parse_session_token,
+    request_path_sha256,
 )
 
 LIVE, LIVE_ID = generate_key("live")
@@ -127,6 +128,13 @@ def test_digest_is_sha256_or_hmac_with_pepper():
     peppered = digest_secret(LIVE, b"pepper")
     assert peppered == hmac.new(b"pepper", LIVE.encode(), "sha256").hexdigest()
     assert peppered != digest_secret(LIVE)
+
+
+@given(st.binary(max_size=300))
+def test_request_path_sha256_is_sha256(data: bytes):
+    import hashlib
+
+    assert request_path_sha256(data).hexdigest() == hashlib.sha256(data).hexdigest()
 
 
 def test_hint_shows_prefix_and_last_four_only():
