@@ -101,3 +101,60 @@ def test_lowering_a_limit_takes_effect(clock):
     with pytest.raises(AuthError) as refused:
         kit.authenticator.authenticate(issued.secret)
     assert refused.value.code is ErrorCode.RATE_LIMITED
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
+@pytest.mark.parametrize("limit", [5, 2_000])  # the exact log, and sub-window counts
+def test_a_burst_on_one_key_is_charged_in_one_script_call(
+    kind: str, limit: int, request: pytest.FixtureRequest, namespace: str
+):
+    """Concurrent requests of one key made in the same turn of the event loop are charged in
+    one script call: the first ones in, each with its own RateLimit-Remaining, the rest
+    refused with a Retry-After, and never more than the limit."""
+    import asyncio
+
+    from tests.conftest import make_store
+
+    store = make_store(kind, request, namespace)
+    issued = KeyManager(store).create(
+        scopes=["quotes:read"], rate_limit=RateLimit(limit, timedelta(hours=1))
+    )
+    auth = Authenticator(store)
+    store.get_key(issued.key.id)  # starts the invalidation listener: the cache serves once
+    assert store.subscribed.wait(5)  # it is subscribed
+    burst = 7 if limit == 5 else 40
+    calls: list[int] = []
+
+    async def one() -> object:
+        try:
+            return await auth.authenticate_async(issued.secret)
+        except AuthError as error:
+            return error
+
+    async def run() -> list[object]:
+        try:
+            await one()  # verified and cached: the burst's requests all reach the limiter
+            calls.append(_evalsha_calls(store))
+            answers = list(await asyncio.gather(*[one() for _ in range(burst)]))
+            calls.append(_evalsha_calls(store))
+            return answers
+        finally:
+            await store.aclose()
+
+    answers = asyncio.run(run())
+    accepted = [a for a in answers if not isinstance(a, AuthError)]
+    refused = [a for a in answers if isinstance(a, AuthError)]
+    room = min(burst, limit - 1)
+    assert len(accepted) == room
+    remaining = sorted(a.rate_limit.remaining for a in accepted)  # type: ignore[attr-defined]
+    assert remaining == list(range(limit - 1 - room, limit - 1))
+    assert all(e.code == ErrorCode.RATE_LIMITED and e.retry_after >= 1 for e in refused)
+    assert len(refused) == burst - room
+    if kind == "redis":  # one script call for the whole burst
+        assert calls[1] - calls[0] == 1
+
+
+def _evalsha_calls(store: object) -> int:
+    stats = store._client().info("commandstats")  # type: ignore[attr-defined]
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))

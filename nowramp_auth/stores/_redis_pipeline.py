@@ -12,15 +12,21 @@ and those calls are sent again. Any other failure of a pipeline (a timeout after
 dropped connection) leaves the outcome unknown, so nothing is retried: every call of that
 batch fails closed with ``StoreUnavailable``.
 
-redis-py refuses ``EVALSHA`` in a Redis Cluster pipeline, so on a cluster each call is its
-own command (still behind the gate, so a burst waits rather than fails).
+Calls that name the same ``group`` in one turn (the rate-limit checks of one key) are merged
+into one script call that is told how many requests it serves (the count is appended to its
+arguments) and answers for all of them at once, still in one atomic step; ``split`` turns
+that one reply into one reply per call, in the order the calls were made. A burst on one key
+then costs Redis one script run per turn instead of one per request.
+
+redis-py refuses ``EVALSHA`` in a Redis Cluster pipeline, so on a cluster each merged call is
+its own command (still behind the gate, so a burst waits rather than fails).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError
@@ -31,82 +37,148 @@ from ._redis_clients import unavailable
 if TYPE_CHECKING:
     from ._redis_clients import RedisClients, _LoopState
 
-__all__ = ["MAX_BATCH", "ScriptPipeline"]
+__all__ = ["MAX_BATCH", "MAX_MERGED", "ScriptPipeline", "Split"]
 
 MAX_BATCH = 256
-_Call = tuple[Sequence[str], Sequence[Any], "asyncio.Future[Any]"]
+"""Script calls per pipeline."""
+MAX_MERGED = 256
+"""Requests one merged call answers for."""
+
+Split = Callable[[Any, int, Sequence[Any]], list[Any]]
+"""``(reply, number of merged calls, the call's arguments)`` to one reply per call."""
+
+
+class _Call:
+    """One script command of a pipeline, answering for one or more callers (``futures``)."""
+
+    __slots__ = ("args", "futures", "keys")
+
+    def __init__(self, keys: Sequence[str], args: Sequence[Any], future: asyncio.Future[Any]):
+        self.keys = keys
+        self.args = args
+        self.futures = [future]
 
 
 class ScriptPipeline:
-    """Batches the calls of one script made on one event loop into pipelines."""
+    """Batches the calls of one script made on one event loop into pipelines.
 
-    def __init__(self, clients: RedisClients, state: _LoopState, script: str) -> None:
+    With ``split``, calls naming the same ``group`` in one turn merge into one call (see the
+    module's docstring); the script then takes the number of calls as its last argument."""
+
+    def __init__(
+        self, clients: RedisClients, state: _LoopState, script: str, split: Split | None = None
+    ) -> None:
         self._clients = clients
         self._state = state
         self._script = script
+        self._split = split
         self._queue: list[_Call] = []
+        self._groups: dict[Hashable, _Call] = {}
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def call(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run the script once with ``keys`` and ``args`` (in the next shared pipeline)."""
-        if self._clients.cluster:
-            return await self._one(keys, args)
+    async def call(self, keys: Sequence[str], args: Sequence[Any], group: Hashable = None) -> Any:
+        """Run the script once with ``keys`` and ``args`` (in the next shared pipeline); with
+        a ``group``, possibly as part of one call merged with others of that group."""
         future: asyncio.Future[Any] = self._state.loop.create_future()
-        self._queue.append((keys, args, future))
+        if self._split is not None and group is not None:
+            merged = self._groups.get(group)
+            if merged is not None and len(merged.futures) < MAX_MERGED:
+                merged.futures.append(future)
+                return await future
+            merged = self._groups[group] = _Call(keys, args, future)
+            self._queue.append(merged)
+        else:
+            self._queue.append(_Call(keys, args, future))
         if not self._scheduled:
             self._scheduled = True
             self._state.loop.call_soon(self._flush)
         return await future
 
-    async def _one(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        for attempt in (1, 2):
-            sha = await self._clients.sha_async(self._script, reload=attempt == 2)
-            try:
-                return await self._clients.write_async(
-                    functools.partial(_evalsha, sha=sha, keys=keys, args=args), self._state
-                )
-            except StoreUnavailable as exc:
-                if attempt == 1 and isinstance(exc.__cause__, NoScriptError):
-                    continue  # not run: safe to send again
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
-
     def _flush(self) -> None:
         self._scheduled = False
-        while self._queue:
-            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            task = self._state.loop.create_task(self._send(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self._groups = {}
+        queue, self._queue = self._queue, []
+        if self._clients.cluster:  # each (merged) call its own command, concurrently
+            for call in queue:
+                self._spawn(self._send_one(call))
+            return
+        for start in range(0, len(queue), MAX_BATCH):
+            self._spawn(self._send(queue[start : start + MAX_BATCH]))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = self._state.loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _command_args(self, call: _Call) -> Sequence[Any]:
+        return call.args if self._split is None else [*call.args, len(call.futures)]
+
+    async def _send_one(self, call: _Call) -> None:
+        try:
+            for attempt in (1, 2):
+                sha = await self._clients.sha_async(self._script, reload=attempt == 2)
+                evalsha = functools.partial(
+                    _evalsha, sha=sha, keys=call.keys, args=self._command_args(call)
+                )
+                try:
+                    result = await self._clients.write_async(evalsha, self._state)
+                except StoreUnavailable as exc:
+                    if attempt == 1 and isinstance(exc.__cause__, NoScriptError):
+                        continue  # not run: safe to send again
+                    raise
+                self._settle(call, result)
+                return
+        except BaseException as exc:
+            _fail([call], exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
             pending = batch
             for attempt in (1, 2):
                 sha = await self._clients.sha_async(self._script, reload=attempt == 2)
+                commands = [(call.keys, self._command_args(call)) for call in pending]
                 results: list[Any] = await self._clients.write_async(
-                    functools.partial(_execute, sha=sha, calls=pending), self._state
+                    functools.partial(_execute, sha=sha, commands=commands), self._state
                 )
                 retry: list[_Call] = []
                 for call, result in zip(pending, results, strict=True):
                     if isinstance(result, NoScriptError) and attempt == 1:
                         retry.append(call)  # not run: safe to send again
                     else:
-                        _settle(call[2], result)
+                        self._settle(call, result)
                 if not retry:
                     return
                 pending = retry
         except BaseException as exc:
-            error = exc if isinstance(exc, StoreUnavailable) else unavailable(exc)
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+            _fail(batch, exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
 
+    def _settle(self, call: _Call, result: Any) -> None:
+        if isinstance(result, BaseException) or self._split is None:
+            for future in call.futures:
+                _settle(future, result)
+            return
+        for future, share in zip(
+            call.futures, self._split(result, len(call.futures), call.args), strict=True
+        ):
+            _settle(future, share)
 
-async def _execute(client: Any, *, sha: str, calls: list[_Call]) -> list[Any]:
+
+def _fail(calls: list[_Call], exc: BaseException) -> None:
+    error = exc if isinstance(exc, StoreUnavailable) else unavailable(exc)
+    for call in calls:
+        for future in call.futures:
+            if not future.done():
+                future.set_exception(error)
+
+
+async def _execute(
+    client: Any, *, sha: str, commands: list[tuple[Sequence[str], Sequence[Any]]]
+) -> list[Any]:
     # One write of every call, then one reply per call, on one connection of the client's
     # pool: what redis-py's Pipeline does, without its per-command retry and callback layers
     # (this is the request path of every rate-limited request). An error reply belongs to
@@ -114,7 +186,7 @@ async def _execute(client: Any, *, sha: str, calls: list[_Call]) -> list[Any]:
     pool = client.connection_pool
     connection = await pool.get_connection()
     try:
-        packed = b"".join(_evalsha_command(sha, keys, args) for keys, args, _ in calls)
+        packed = b"".join(_evalsha_command(sha, keys, args) for keys, args in commands)
         await connection.send_packed_command(packed)
         # One timer bounds every reply of the batch (socket_timeout); the connection's
         # parser returns an error reply (e.g. NOSCRIPT) as a ResponseError object, which
@@ -122,7 +194,7 @@ async def _execute(client: Any, *, sha: str, calls: list[_Call]) -> list[Any]:
         parser = connection._parser
         results: list[Any] = []
         async with asyncio.timeout(connection.socket_timeout):
-            for _ in calls:
+            for _ in commands:
                 results.append(await parser.read_response())
         return results
     except BaseException:

@@ -92,8 +92,11 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 'ok'
 """
 
-# One rate-limit step on Redis' own clock, so every instance shares one time line. The state
-# of a key lineage's budget is one of two structures (both under the lineage's hash tag):
+# One rate-limit step on Redis' own clock, so every instance shares one time line, for one
+# request or for several of one key at once (the requests of one key that an event loop
+# sends in the same turn: the first ones are accepted while there is room, the rest refused,
+# all in this one atomic step). The state of a key lineage's budget is one of two structures
+# (both under the lineage's hash tag):
 # * ARGV[4] == 0 (limits up to EXACT_LIMIT, see _sliding_log): an exact sliding log, a
 #   sorted set of accepted request times (KEYS[1]); never more than `limit` in any window.
 # * ARGV[4] == n > 0 (larger limits): counts per sub-window of ceil(window / n) ms, a hash
@@ -102,13 +105,15 @@ return 'ok'
 # A change of limit that moves between the two folds the old state into the new one, counting
 # every request the old one held (log -> counts exactly; counts -> log at the end of their
 # sub-window, i.e. conservatively), so the budget survives updates.
-# KEYS[1]=log KEYS[2]=counts  ARGV[1]=limit ARGV[2]=window ms ARGV[3]=unique member
-# ARGV[4]=sub-windows (0: exact log)
-# Returns {allowed (0/1), remaining, retry_after_ms, reset_ms}.
+# KEYS[1]=log KEYS[2]=counts  ARGV[1]=limit ARGV[2]=window ms ARGV[3]=unique member prefix
+# ARGV[4]=sub-windows (0: exact log) ARGV[5]=requests to charge (k >= 1)
+# Returns {accepted (the first `accepted` of the k requests), remaining after them,
+# retry_after_ms, reset_ms} (the last two for the refused ones).
 RATE_LIMIT = """
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local n = tonumber(ARGV[4])
+local k = tonumber(ARGV[5])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if n == 0 then
@@ -135,14 +140,21 @@ if n == 0 then
   end
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
   local count = redis.call('ZCARD', KEYS[1])
-  if count >= limit then
-    local oldest = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
-    local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-    return {0, 0, tonumber(oldest[2]) + window - now, tonumber(newest[2]) + window - now}
+  local accepted = math.min(k, math.max(limit - count, 0))
+  if accepted > 0 then
+    local members = {}
+    for j = 1, accepted do
+      members[2 * j - 1] = now
+      members[2 * j] = ARGV[3] .. ':' .. j
+    end
+    redis.call('ZADD', KEYS[1], unpack(members))
+    redis.call('PEXPIRE', KEYS[1], window)
+    count = count + accepted
   end
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window)
-  return {1, limit - count - 1, 0, window}
+  if accepted == k then return {accepted, limit - count, 0, window} end
+  local oldest = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
+  local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  return {accepted, 0, tonumber(oldest[2]) + window - now, tonumber(newest[2]) + window - now}
 end
 local width = math.ceil(window / n)
 local current = math.floor(now / width)
@@ -185,10 +197,14 @@ for i = 1, #h, 2 do
   end
 end
 if #gone > 0 then redis.call('HDEL', KEYS[2], unpack(gone)) end
-if count >= limit then
-  return {0, 0, (oldest + n + 1) * width - now, (newest + n + 1) * width - now}
+local accepted = math.min(k, math.max(limit - count, 0))
+if accepted > 0 then
+  redis.call('HINCRBY', KEYS[2], current, accepted)
+  redis.call('PEXPIRE', KEYS[2], window + width)
+  count = count + accepted
+  if oldest == nil then oldest = current end
+  newest = current
 end
-redis.call('HINCRBY', KEYS[2], current, 1)
-redis.call('PEXPIRE', KEYS[2], window + width)
-return {1, limit - count - 1, 0, window}
+if accepted == k then return {accepted, limit - count, 0, window} end
+return {accepted, 0, (oldest + n + 1) * width - now, (newest + n + 1) * width - now}
 """

@@ -42,7 +42,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
@@ -100,15 +100,19 @@ def _evalsha(client: Any, *, sha: str, keys: list[str], args: list[Any]) -> Any:
     return client.evalsha(sha, len(keys), *keys, *args)
 
 
-def _rate_status(result: list[Any], limit: RateLimit) -> RateLimitStatus:
-    allowed, remaining, retry_ms, reset_ms = (int(x) for x in result)
-    return RateLimitStatus(
-        limit=limit.requests,
-        remaining=remaining,
-        reset_seconds=reset_ms / 1000,
-        allowed=bool(allowed),
-        retry_after_seconds=retry_ms / 1000,
-    )
+def _rate_statuses(reply: list[Any], charged: int, args: Sequence[Any]) -> list[RateLimitStatus]:
+    # The RATE_LIMIT script's one reply for `charged` requests of one key, as one status per
+    # request in the order they were made: the first `accepted` in, the rest refused.
+    accepted, remaining, retry_ms, reset_ms = (int(x) for x in reply)
+    requests, window_ms = int(args[0]), int(args[1])
+    statuses = [
+        RateLimitStatus(requests, remaining + accepted - 1 - index, window_ms / 1000)
+        for index in range(accepted)
+    ]
+    if accepted < charged:
+        refused = RateLimitStatus(requests, 0, reset_ms / 1000, False, retry_ms / 1000)
+        statuses += [refused] * (charged - accepted)
+    return statuses
 
 
 class RedisKeyStore:
@@ -264,13 +268,17 @@ class RedisKeyStore:
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _script_async(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        """Run a Lua script once from the running event loop, in a shared pipeline."""
+    async def _script_async(
+        self, name: str, keys: list[str], args: list[Any], group: Hashable = None
+    ) -> Any:
+        """Run a Lua script once from the running event loop, in a shared pipeline (for the
+        rate limit, merged with the calls of the same ``group``)."""
         state = self._clients.loop_state()
         pipeline = state.batchers.get(name)
         if pipeline is None:
-            pipeline = state.batchers[name] = ScriptPipeline(self._clients, state, name)
-        return await pipeline.call(keys, args)
+            split = _rate_statuses if name == "RATE_LIMIT" else None
+            pipeline = state.batchers[name] = ScriptPipeline(self._clients, state, name, split)
+        return await pipeline.call(keys, args, group)
 
     # -- request path -------------------------------------------------------------------------
     def peek(self, operation: str, args: tuple[Any, ...]) -> Any:
@@ -360,14 +368,19 @@ class RedisKeyStore:
     def hit_rate_limit(self, lineage: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
         """One atomic step of the lineage's budget on Redis' clock (``now`` is not used)."""
         keys, args = self._rate_call(lineage, limit)
-        return _rate_status(self._script("RATE_LIMIT", keys, args), limit)
+        return _rate_statuses(self._script("RATE_LIMIT", keys, [*args, 1]), 1, args)[0]
 
     async def hit_rate_limit_async(
         self, lineage: str, limit: RateLimit, now: datetime
     ) -> RateLimitStatus:
-        """Async twin of :meth:`hit_rate_limit`; calls in flight together share a pipeline."""
+        """Async twin of :meth:`hit_rate_limit`. The calls of one lineage made in the same
+        turn of the event loop are charged in one script call, and calls in flight together
+        share a pipeline (see ``_redis_pipeline``)."""
         keys, args = self._rate_call(lineage, limit)
-        return _rate_status(await self._script_async("RATE_LIMIT", keys, args), limit)
+        status: RateLimitStatus = await self._script_async(
+            "RATE_LIMIT", keys, args, group=(lineage, limit)
+        )
+        return status
 
     # -- management ---------------------------------------------------------------------------
     def _index(self, key_id: str, project_id: str | None) -> None:
