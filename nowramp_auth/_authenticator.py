@@ -42,6 +42,7 @@ from ._models import (
     SessionRecord,
     StoredKey,
     ceil_seconds,
+    with_rate_limit,
 )
 from ._scopes import KNOWN_SCOPES, SERVER_SIDE_SCOPES, check_scope_name
 from .stores._errors import StoreUnavailable
@@ -429,7 +430,7 @@ class Authenticator:
             principal = _charged(key.principal, status)
         except (AuthError, StoreUnavailable) as exc:
             raise self._charge_refused(exc, client_ip, method, path) from None
-        self.store.record_usage(principal.key_id, now)
+        self._count_charged(key, now)
         return principal
 
     async def charge_async(
@@ -455,8 +456,15 @@ class Authenticator:
             principal = _charged(key.principal, status)
         except (AuthError, StoreUnavailable) as exc:
             raise self._charge_refused(exc, client_ip, method, path) from None
-        self.store.record_usage(principal.key_id, now)
+        self._count_charged(key, now)
         return principal
+
+    def _count_charged(self, key: LimitedKey, now: datetime) -> None:
+        # A LimitedKey comes from the fast path, which counts into the store's usage cell.
+        if self._verified is not None:
+            self._verified.count_charged(key, now.timestamp())
+        else:  # pragma: no cover - a LimitedKey made by hand
+            self.store.record_usage(key.principal.key_id, now)
 
     def _charge_refused(
         self, exc: Exception, ip: ClientIp, method: str | None, path: str | None
@@ -690,17 +698,7 @@ def _charged(principal: Principal, status: RateLimitStatus) -> Principal:
             project_id=principal.project_id,
             verified=True,
         )
-    return Principal(  # not dataclasses.replace: this runs per rate-limited request
-        principal.key_id,
-        principal.key_type,
-        principal.scopes,
-        principal.project_id,
-        principal.kind,
-        principal.session_id,
-        principal.customer_id,
-        principal.metadata,
-        status,
-    )
+    return with_rate_limit(principal, status)
 
 
 def _verified_keys(

@@ -57,11 +57,13 @@ class LimitedKey(NamedTuple):
     """A verified key with a rate limit: everything but the one limiter call is decided.
 
     Built once per record version; :meth:`Authenticator.charge` makes the call (after the
-    route's scope checks), counts the request and returns the principal."""
+    route's scope checks), counts the request (:meth:`VerifiedKeys.count_charged`) and
+    returns the principal."""
 
     principal: Principal
     lineage: str
     limit: RateLimit
+    usage: list[float]  # the store's usage cell of this key
 
 
 class _Entry(NamedTuple):
@@ -157,6 +159,14 @@ class VerifiedKeys:
             self._fold(key_id, usage)
         return principal
 
+    def count_charged(self, key: LimitedKey, now: float, _fold_at: int = FOLD_AT) -> None:
+        """Count an accepted request of a rate-limited key (after its limiter call), as
+        :meth:`accept` counts the others: one append to the key's usage cell."""
+        usage = key.usage
+        usage.append(now)
+        if len(usage) > _fold_at:
+            self._fold(key.principal.key_id, usage)
+
     def digest_of(self, api_key: bytes) -> str | None:
         """The digest :meth:`accept` just computed for this very ``api_key`` object when it
         found no entry (so the next step need not hash the key again), else ``None``."""
@@ -181,7 +191,7 @@ class VerifiedKeys:
         usage = self._cell(record.id)
         limited = None
         if record.rate_limit is not None:
-            limited = LimitedKey(principal, record.lineage, record.rate_limit)
+            limited = LimitedKey(principal, record.lineage, record.rate_limit, usage)
         entry = _Entry(stored, principal, record.id, expires, allowlist or None, {}, usage, limited)
         with self._lock:
             entries = self._entries

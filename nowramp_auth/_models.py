@@ -26,6 +26,7 @@ __all__ = [
     "RateLimitStatus",
     "SessionRecord",
     "StoredKey",
+    "with_rate_limit",
 ]
 
 PrincipalKind = Literal["api_key", "session"]
@@ -263,6 +264,38 @@ class Principal:
     def has_scopes(self, *scopes: str) -> bool:
         """True when every one of ``scopes`` is held."""
         return self.scopes.issuperset(scopes)
+
+
+_new = object.__new__
+(
+    _set_key_id,
+    _set_key_type,
+    _set_scopes,
+    _set_project_id,
+    _set_kind,
+    _set_session_id,
+    _set_customer_id,
+    _set_metadata,
+    _set_rate_limit,
+) = (getattr(Principal, name).__set__ for name in Principal.__slots__)
+
+
+def with_rate_limit(principal: Principal, status: RateLimitStatus) -> Principal:
+    """``principal`` with ``rate_limit=status``: what every request of a rate-limited key
+    gets. Equal to ``dataclasses.replace(principal, rate_limit=status)``, built with one slot
+    store per field instead of the frozen ``__init__``'s ``object.__setattr__`` calls (half
+    the cost, on the request path)."""
+    copy = _new(Principal)
+    _set_key_id(copy, principal.key_id)
+    _set_key_type(copy, principal.key_type)
+    _set_scopes(copy, principal.scopes)
+    _set_project_id(copy, principal.project_id)
+    _set_kind(copy, principal.kind)
+    _set_session_id(copy, principal.session_id)
+    _set_customer_id(copy, principal.customer_id)
+    _set_metadata(copy, principal.metadata)
+    _set_rate_limit(copy, status)
+    return copy
 
 
 AUDIT_EVENT_TYPES = (

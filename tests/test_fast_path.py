@@ -246,3 +246,30 @@ def test_presented_keys_are_screened_without_the_general_flow_on_the_memory_stor
     assert auth.accept_verified(raw, None) is None
     assert auth._verified is not None and auth._verified.digest_of(raw) == store.digest(unknown)
     assert auth._verified.digest_of(unknown.encode()) is None  # another object: recomputed
+
+
+def test_the_per_request_copy_of_a_principal_is_dataclasses_replace():
+    import dataclasses
+
+    from nowramp_auth import Principal
+    from nowramp_auth._models import RateLimitStatus, with_rate_limit
+
+    principal = Principal(
+        "key_x",
+        "live",
+        frozenset({"quotes:read"}),
+        "proj_1",
+        "session",
+        "sess_1",
+        "cust_1",
+        {"account": "a"},
+        RateLimitStatus(9, 8, 60.0),
+    )
+    status = RateLimitStatus(9, 3, 60.0)
+    copy = with_rate_limit(principal, status)
+    expected = dataclasses.replace(principal, rate_limit=status)
+    for item in dataclasses.fields(Principal):
+        assert getattr(copy, item.name) is getattr(expected, item.name), item.name
+    assert type(copy) is Principal and copy == expected and hash(copy) == hash(expected)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        copy.scopes = frozenset()  # type: ignore[misc]

@@ -80,12 +80,19 @@ class ScriptPipeline:
     async def call(self, keys: Sequence[str], args: Sequence[Any], group: Hashable = None) -> Any:
         """Run the script once with ``keys`` and ``args`` (in the next shared pipeline); with
         a ``group``, possibly as part of one call merged with others of that group."""
+        return await self.submit(keys, args, group)
+
+    def submit(
+        self, keys: Sequence[str], args: Sequence[Any], group: Hashable = None
+    ) -> asyncio.Future[Any]:
+        """:meth:`call` without a coroutine of its own: the future of the call's reply (the
+        request path awaits it directly)."""
         future: asyncio.Future[Any] = self._state.loop.create_future()
         if self._split is not None and group is not None:
             merged = self._groups.get(group)
             if merged is not None and len(merged.futures) < MAX_MERGED:
                 merged.futures.append(future)
-                return await future
+                return future
             merged = self._groups[group] = _Call(keys, args, future)
             self._queue.append(merged)
         else:
@@ -93,7 +100,7 @@ class ScriptPipeline:
         if not self._scheduled:
             self._scheduled = True
             self._state.loop.call_soon(self._flush)
-        return await future
+        return future
 
     def _flush(self) -> None:
         self._scheduled = False

@@ -42,7 +42,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
@@ -268,17 +268,19 @@ class RedisKeyStore:
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _script_async(
-        self, name: str, keys: list[str], args: list[Any], group: Hashable = None
-    ) -> Any:
-        """Run a Lua script once from the running event loop, in a shared pipeline (for the
-        rate limit, merged with the calls of the same ``group``)."""
+    async def _script_async(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a Lua script once from the running event loop, in a shared pipeline."""
+        return await self._pipeline(name).call(keys, args)
+
+    def _pipeline(self, name: str) -> ScriptPipeline:
+        # The running event loop's pipeline of one script (the rate limit's merges the calls
+        # of one lineage made in the same turn: see _redis_pipeline).
         state = self._clients.loop_state()
-        pipeline = state.batchers.get(name)
+        pipeline: ScriptPipeline | None = state.batchers.get(name)
         if pipeline is None:
             split = _rate_statuses if name == "RATE_LIMIT" else None
             pipeline = state.batchers[name] = ScriptPipeline(self._clients, state, name, split)
-        return await pipeline.call(keys, args, group)
+        return pipeline
 
     # -- request path -------------------------------------------------------------------------
     def peek(self, operation: str, args: tuple[Any, ...]) -> Any:
@@ -377,8 +379,8 @@ class RedisKeyStore:
         turn of the event loop are charged in one script call, and calls in flight together
         share a pipeline (see ``_redis_pipeline``)."""
         keys, args = self._rate_call(lineage, limit)
-        status: RateLimitStatus = await self._script_async(
-            "RATE_LIMIT", keys, args, group=(lineage, limit)
+        status: RateLimitStatus = await self._pipeline("RATE_LIMIT").submit(
+            keys, args, (lineage, limit)
         )
         return status
 
