@@ -7,8 +7,15 @@ Without ``wrk`` on PATH, the small asyncio generator in ``loadgen`` stands in (a
   Redis with a warm cache (an unlimited key and a rate-limited key that never reaches its
   limit).
 * gunicorn (1 worker, 4 threads) + Flask: bare, and ours on the memory store.
+* The Redis cases once more in a server that calls ``gc.freeze()`` after start-up: a
+  rate-limited request waits for Redis, so 32 of them are in flight at once, and CPython's
+  full collections (tens of ms over the app's import-time objects) then land in the tail
+  latency; frozen, they do not (what long-running Python services commonly do).
 
-Cases run in interleaved rounds; each figure is the median over rounds.
+Cases run in interleaved rounds. Each figure is the median over rounds; a ratio ("vs bare",
+"vs unlimited") is the median of the ratios measured within each round, so a slow patch of
+the machine shifts both sides of a ratio alike. Where ``taskset`` exists, servers run on CPU 0
+and ``wrk`` on CPU 1, so the two do not preempt each other (redis-server is not pinned).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,8 +47,29 @@ UVICORN_PEER = "uvicorn: Starlette AuthenticationMiddleware"
 UVICORN_MEMORY = "uvicorn: ours, memory store"
 UVICORN_REDIS = "uvicorn: ours, Redis (warm cache)"
 UVICORN_LIMITED = "uvicorn: ours, Redis, rate-limited key"
+UVICORN_REDIS_FROZEN = "uvicorn: ours, Redis (warm cache), gc.freeze()"
+UVICORN_LIMITED_FROZEN = "uvicorn: ours, Redis, rate-limited key, gc.freeze()"
 GUNICORN_BARE = "gunicorn: bare Flask"
 GUNICORN_MEMORY = "gunicorn: Flask + ours, memory store"
+
+
+BASELINES = {
+    UVICORN_PEER: UVICORN_BARE,
+    UVICORN_MEMORY: UVICORN_BARE,
+    UVICORN_REDIS: UVICORN_BARE,
+    UVICORN_LIMITED: UVICORN_REDIS,
+    UVICORN_REDIS_FROZEN: UVICORN_BARE,
+    UVICORN_LIMITED_FROZEN: UVICORN_REDIS_FROZEN,
+    GUNICORN_MEMORY: GUNICORN_BARE,
+}
+"""What each case's ratio compares it with (a rate-limited key with the unlimited one)."""
+
+
+def _pinned(cpu: int) -> list[str]:
+    # Two cores: keep the server and the load generator off each other's CPU.
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        return ["taskset", "-c", str(cpu)]
+    return []
 
 
 def load_generator() -> str:
@@ -57,7 +86,7 @@ def _serve(server: str, mode: str, env: dict[str, str]) -> tuple[subprocess.Pope
         args = ["gunicorn", "--workers", "1", "--threads", "4", "--bind", f"127.0.0.1:{port}"]
         args += ["--log-level", "warning", "benchmarks.e2e_app:wsgi"]
     process = subprocess.Popen(
-        [sys.executable, "-m", *args],
+        [*_pinned(0), sys.executable, "-m", *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "BENCH_MODE": mode, **env},
         stdout=subprocess.DEVNULL,
@@ -80,7 +109,7 @@ def _wrk(port: int, seconds: float, key: str | None) -> dict[str, float]:
     if key:
         command += ["-H", f"X-API-Key: {key}"]
     out = subprocess.run(
-        [*command, f"http://127.0.0.1:{port}/quotes"],
+        [*_pinned(1), *command, f"http://127.0.0.1:{port}/quotes"],
         capture_output=True,
         text=True,
         check=True,
@@ -144,17 +173,21 @@ def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, f
             UVICORN_PEER: ("uvicorn", "peer", {}),
             UVICORN_MEMORY: ("uvicorn", "memory", {"BENCH_KEY_FILE": files["uvicorn"]}),
             UVICORN_REDIS: ("uvicorn", "redis", redis_env),
+            UVICORN_REDIS_FROZEN: ("uvicorn", "redis", {**redis_env, "BENCH_GC_FREEZE": "1"}),
             GUNICORN_BARE: ("gunicorn", "flask-bare", {}),
             GUNICORN_MEMORY: ("gunicorn", "flask-memory", {"BENCH_KEY_FILE": files["gunicorn"]}),
         }
         servers = {name: _serve(*spec) for name, spec in plan.items()}
         servers[UVICORN_LIMITED] = servers[UVICORN_REDIS]
+        servers[UVICORN_LIMITED_FROZEN] = servers[UVICORN_REDIS_FROZEN]
         keys = {
             UVICORN_BARE: None,
             UVICORN_PEER: PEER_KEY,
             UVICORN_MEMORY: Path(files["uvicorn"]).read_text(),
             UVICORN_REDIS: redis_key,
             UVICORN_LIMITED: limited_key,
+            UVICORN_REDIS_FROZEN: redis_key,
+            UVICORN_LIMITED_FROZEN: limited_key,
             GUNICORN_BARE: None,
             GUNICORN_MEMORY: Path(files["gunicorn"]).read_text(),
         }
@@ -164,6 +197,8 @@ def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, f
             UVICORN_MEMORY,
             UVICORN_REDIS,
             UVICORN_LIMITED,
+            UVICORN_REDIS_FROZEN,
+            UVICORN_LIMITED_FROZEN,
             GUNICORN_BARE,
             GUNICORN_MEMORY,
         ]
@@ -181,9 +216,14 @@ def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, f
                 process.wait(timeout=10)
 
     def median(values: list[float]) -> float:
-        return sorted(values)[len(values) // 2]
+        return statistics.median(values)
 
-    return {
-        name: {field: median([s[field] for s in runs]) for field in ("rps", "p50_ms", "p99_ms")}
-        for name, runs in samples.items()
-    }
+    results: dict[str, dict[str, float]] = {}
+    for name, runs in samples.items():
+        results[name] = {f: median([s[f] for s in runs]) for f in ("rps", "p50_ms", "p99_ms")}
+        base = BASELINES.get(name)
+        if base is not None:  # ratios within each round, then their median
+            pairs = list(zip(runs, samples[base], strict=True))
+            results[name]["rps_ratio"] = median([a["rps"] / b["rps"] for a, b in pairs])
+            results[name]["p99_ratio"] = median([a["p99_ms"] / b["p99_ms"] for a, b in pairs])
+    return results

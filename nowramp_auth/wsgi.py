@@ -95,21 +95,21 @@ class ApiKeyMiddleware:
                 except UnicodeEncodeError:  # not a PEP 3333 string: the general path decides
                     return self._general(environ, start_response)
                 principal = self._accept(raw, peer, route)
-                if isinstance(principal, LimitedKey):  # one limiter call first
-                    return self._limited(environ, start_response, principal, peer, path)
-                if principal is None and "," not in api_key:
-                    # Not seen before: a made-up key, or one no record matches, is refused
-                    # here (see Authenticator.parse_presented); the rest takes the general path.
-                    screened = self.authenticator.parse_presented(raw, peer, method, path)
-                    if isinstance(screened, AuthError):
-                        return _error_response(screened)(environ, start_response)
-                if principal is not None:
+                if isinstance(principal, Principal):
                     environ[PRINCIPAL_ENVIRON_KEY] = principal
                     token = request_var.set((principal, self.authenticator, peer, method, path))
                     try:
                         return self.app(environ, start_response)
                     finally:
                         request_var.reset(token)
+                if principal is not None:  # a LimitedKey: one limiter call first
+                    return self._limited(environ, start_response, principal, peer, path)
+                if "," not in api_key:
+                    # Not seen before: a made-up key, or one no record matches, is refused
+                    # here (see Authenticator.parse_presented); the rest takes the general path.
+                    screened = self.authenticator.parse_presented(raw, peer, method, path)
+                    if isinstance(screened, AuthError):
+                        return _error_response(screened)(environ, start_response)
         return self._general(environ, start_response)
 
     def _general(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

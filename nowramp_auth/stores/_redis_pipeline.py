@@ -12,11 +12,11 @@ and those calls are sent again. Any other failure of a pipeline (a timeout after
 dropped connection) leaves the outcome unknown, so nothing is retried: every call of that
 batch fails closed with ``StoreUnavailable``.
 
-Calls that name the same ``group`` in one turn (the rate-limit checks of one key) are merged
-into one script call that is told how many requests it serves (the count is appended to its
-arguments) and answers for all of them at once, still in one atomic step; ``split`` turns
-that one reply into one reply per call, in the order the calls were made. A burst on one key
-then costs Redis one script run per turn instead of one per request.
+With a :class:`Merging`, calls that name the same ``group`` in one turn (the rate-limit checks
+of one key) are merged into one script call that is told how many requests it serves and
+answers for all of them at once, still in one atomic step; its ``split`` turns that one reply
+into one reply per call, in the order the calls were made. A burst on one key then costs
+Redis one script run per turn instead of one per request.
 
 redis-py refuses ``EVALSHA`` in a Redis Cluster pipeline, so on a cluster each merged call is
 its own command (still behind the gate, so a burst waits rather than fails).
@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Hashable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from redis.exceptions import NoScriptError
 
@@ -37,15 +37,21 @@ from ._redis_clients import unavailable
 if TYPE_CHECKING:
     from ._redis_clients import RedisClients, _LoopState
 
-__all__ = ["MAX_BATCH", "MAX_MERGED", "ScriptPipeline", "Split"]
+__all__ = ["MAX_BATCH", "MAX_MERGED", "Merging", "ScriptPipeline"]
 
 MAX_BATCH = 256
 """Script calls per pipeline."""
 MAX_MERGED = 256
 """Requests one merged call answers for."""
 
-Split = Callable[[Any, int, Sequence[Any]], list[Any]]
-"""``(reply, number of merged calls, the call's arguments)`` to one reply per call."""
+
+class Merging(NamedTuple):
+    """How the calls of one group become one script call, and its reply one per call."""
+
+    argv: Callable[[Sequence[Any], int], list[Any]]
+    """``(the first call's arguments, calls merged)`` to the script's arguments."""
+    split: Callable[[Any, int, Sequence[Any]], list[Any]]
+    """``(reply, calls merged, the first call's arguments)`` to one reply per call."""
 
 
 class _Call:
@@ -60,18 +66,21 @@ class _Call:
 
 
 class ScriptPipeline:
-    """Batches the calls of one script made on one event loop into pipelines.
-
-    With ``split``, calls naming the same ``group`` in one turn merge into one call (see the
-    module's docstring); the script then takes the number of calls as its last argument."""
+    """Batches the calls of one script made on one event loop into pipelines; with
+    ``merging``, calls naming the same ``group`` in one turn merge into one call (see the
+    module's docstring)."""
 
     def __init__(
-        self, clients: RedisClients, state: _LoopState, script: str, split: Split | None = None
+        self,
+        clients: RedisClients,
+        state: _LoopState,
+        script: str,
+        merging: Merging | None = None,
     ) -> None:
         self._clients = clients
         self._state = state
         self._script = script
-        self._split = split
+        self._merging = merging
         self._queue: list[_Call] = []
         self._groups: dict[Hashable, _Call] = {}
         self._scheduled = False
@@ -88,7 +97,7 @@ class ScriptPipeline:
         """:meth:`call` without a coroutine of its own: the future of the call's reply (the
         request path awaits it directly)."""
         future: asyncio.Future[Any] = self._state.loop.create_future()
-        if self._split is not None and group is not None:
+        if self._merging is not None and group is not None:
             merged = self._groups.get(group)
             if merged is not None and len(merged.futures) < MAX_MERGED:
                 merged.futures.append(future)
@@ -119,7 +128,8 @@ class ScriptPipeline:
         task.add_done_callback(self._tasks.discard)
 
     def _command_args(self, call: _Call) -> Sequence[Any]:
-        return call.args if self._split is None else [*call.args, len(call.futures)]
+        merging = self._merging
+        return call.args if merging is None else merging.argv(call.args, len(call.futures))
 
     async def _send_one(self, call: _Call) -> None:
         try:
@@ -165,13 +175,13 @@ class ScriptPipeline:
                 raise
 
     def _settle(self, call: _Call, result: Any) -> None:
-        if isinstance(result, BaseException) or self._split is None:
+        merging = self._merging
+        if isinstance(result, BaseException) or merging is None:
             for future in call.futures:
                 _settle(future, result)
             return
-        for future, share in zip(
-            call.futures, self._split(result, len(call.futures), call.args), strict=True
-        ):
+        shares = merging.split(result, len(call.futures), call.args)
+        for future, share in zip(call.futures, shares, strict=True):
             _settle(future, share)
 
 

@@ -73,7 +73,7 @@ from ._redis_codec import (
     to_us,
 )
 from ._redis_invalidation import InvalidationListener
-from ._redis_pipeline import ScriptPipeline
+from ._redis_pipeline import Merging, ScriptPipeline
 from ._sliding_log import EXACT_LIMIT, SUB_WINDOWS
 from ._usage import HISTORY_HOURS, History, UsageLog
 
@@ -188,7 +188,7 @@ class RedisKeyStore:
         )
         self._member_prefix = secrets.token_hex(6) + ":"
         self._members = itertools.count()
-        self._rate_calls: dict[tuple[str, RateLimit], tuple[list[str], int, int, int]] = {}
+        self._rate_calls: dict[tuple[str, RateLimit], tuple[list[str], tuple[int, ...]]] = {}
         self._flush_interval = usage_flush_interval
         self._invalidation = invalidation
         self._lock = threading.Lock()
@@ -278,8 +278,8 @@ class RedisKeyStore:
         state = self._clients.loop_state()
         pipeline: ScriptPipeline | None = state.batchers.get(name)
         if pipeline is None:
-            split = _rate_statuses if name == "RATE_LIMIT" else None
-            pipeline = state.batchers[name] = ScriptPipeline(self._clients, state, name, split)
+            merging = Merging(self._rate_argv, _rate_statuses) if name == "RATE_LIMIT" else None
+            pipeline = state.batchers[name] = ScriptPipeline(self._clients, state, name, merging)
         return pipeline
 
     # -- request path -------------------------------------------------------------------------
@@ -353,24 +353,30 @@ class RedisKeyStore:
         if result != "ok":
             raise ValueError(f"session id {session.id} already exists")
 
-    def _rate_call(self, lineage: str, limit: RateLimit) -> tuple[list[str], list[Any]]:
-        # Key names and arguments are built once per (lineage, limit): this runs per request.
+    def _rate_call(self, lineage: str, limit: RateLimit) -> tuple[list[str], tuple[int, ...]]:
+        # Key names and the limit's arguments, built once per (lineage, limit): this runs per
+        # request. The unique member is drawn per script call (_rate_argv).
         call = self._rate_calls.get((lineage, limit))
         if call is None:
             keys = [self.names.rate_log(lineage), self.names.rate_counts(lineage)]
             sub_windows = 0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS
-            call = (keys, limit.requests, limit.window_ms, sub_windows)
+            call = (keys, (limit.requests, limit.window_ms, sub_windows))
             if len(self._rate_calls) >= 10_000:
                 self._rate_calls.clear()
             self._rate_calls[(lineage, limit)] = call
-        keys, requests, window_ms, sub_windows = call
-        member = f"{self._member_prefix}{next(self._members)}"  # unique in every process
-        return keys, [requests, window_ms, member, sub_windows]
+        return call
+
+    def _rate_argv(self, limit: Sequence[Any], requests: int) -> list[Any]:
+        # RATE_LIMIT's ARGV for one call charging `requests` requests; the member prefix is
+        # unique in every process (and per call), so every logged request is its own member.
+        member = f"{self._member_prefix}{next(self._members)}"
+        return [limit[0], limit[1], member, limit[2], requests]
 
     def hit_rate_limit(self, lineage: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
         """One atomic step of the lineage's budget on Redis' clock (``now`` is not used)."""
         keys, args = self._rate_call(lineage, limit)
-        return _rate_statuses(self._script("RATE_LIMIT", keys, [*args, 1]), 1, args)[0]
+        reply = self._script("RATE_LIMIT", keys, self._rate_argv(args, 1))
+        return _rate_statuses(reply, 1, args)[0]
 
     async def hit_rate_limit_async(
         self, lineage: str, limit: RateLimit, now: datetime
