@@ -26,6 +26,7 @@ __all__ = [
     "RateLimitStatus",
     "SessionRecord",
     "StoredKey",
+    "accepted_status",
     "with_rate_limit",
 ]
 
@@ -267,6 +268,23 @@ class Principal:
 
 
 _new = object.__new__
+_set_limit, _set_remaining, _set_reset, _set_allowed, _set_retry = (
+    getattr(RateLimitStatus, name).__set__ for name in RateLimitStatus.__slots__
+)
+
+
+def accepted_status(limit: int, remaining: int, reset_seconds: float) -> RateLimitStatus:
+    """``RateLimitStatus(limit, remaining, reset_seconds)`` of an accepted request, built with
+    slot stores (one per request of a rate-limited key; see :func:`with_rate_limit`)."""
+    status = _new(RateLimitStatus)
+    _set_limit(status, limit)
+    _set_remaining(status, remaining)
+    _set_reset(status, reset_seconds)
+    _set_allowed(status, True)
+    _set_retry(status, 0.0)
+    return status
+
+
 (
     _set_key_id,
     _set_key_type,

@@ -7,7 +7,7 @@ between ASGI and the core (:class:`~nowramp_auth.Authenticator`); every decision
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar, cast
 
 from starlette.authentication import AuthCredentials
@@ -265,13 +265,14 @@ class ApiKeyMiddleware:
         extra = principal.rate_limit.raw_headers() if principal.rate_limit is not None else []
         started = False
 
-        async def send_wrapper(message: Message) -> None:
+        def send_wrapper(message: Message) -> Awaitable[None]:
+            # A plain function returning send's awaitable: no coroutine of its own per message.
             nonlocal started
             if message["type"] in ("http.response.start", "websocket.accept"):
                 started = True
                 if extra and message["type"] == "http.response.start":
                     message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)

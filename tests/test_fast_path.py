@@ -273,3 +273,16 @@ def test_the_per_request_copy_of_a_principal_is_dataclasses_replace():
     assert type(copy) is Principal and copy == expected and hash(copy) == hash(expected)
     with pytest.raises(dataclasses.FrozenInstanceError):
         copy.scopes = frozenset()  # type: ignore[misc]
+
+
+def test_the_per_request_status_of_an_accepted_request_is_the_dataclass():
+    import dataclasses
+
+    from nowramp_auth._models import RateLimitStatus, accepted_status
+
+    built, expected = accepted_status(100, 41, 60.0), RateLimitStatus(100, 41, 60.0)
+    assert dataclasses.astuple(built) == dataclasses.astuple(expected)
+    assert built == expected and hash(built) == hash(expected)
+    assert built.raw_headers() == expected.raw_headers()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.remaining = 0  # type: ignore[misc]

@@ -51,7 +51,14 @@ from redis.exceptions import NoScriptError
 
 from .._clock import from_epoch_us
 from .._keys import key_family, make_hasher
-from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
+from .._models import (
+    KeyRecord,
+    RateLimit,
+    RateLimitStatus,
+    SessionRecord,
+    StoredKey,
+    accepted_status,
+)
 from ._errors import StoreUnavailable
 from ._protocol import (
     NOT_CACHED,
@@ -105,10 +112,9 @@ def _rate_statuses(reply: list[Any], charged: int, args: Sequence[Any]) -> list[
     # request in the order they were made: the first `accepted` in, the rest refused.
     accepted, remaining, retry_ms, reset_ms = (int(x) for x in reply)
     requests, window_ms = int(args[0]), int(args[1])
-    statuses = [
-        RateLimitStatus(requests, remaining + accepted - 1 - index, window_ms / 1000)
-        for index in range(accepted)
-    ]
+    reset = window_ms / 1000
+    last = remaining + accepted - 1
+    statuses = [accepted_status(requests, last - index, reset) for index in range(accepted)]
     if accepted < charged:
         refused = RateLimitStatus(requests, 0, reset_ms / 1000, False, retry_ms / 1000)
         statuses += [refused] * (charged - accepted)
