@@ -38,7 +38,7 @@ from nowramp_auth import (
 from nowramp_auth._keys import generate_key
 from nowramp_auth.starlette import ApiKeyMiddleware, require_scopes
 
-from ._rounds import interleaved
+from ._rounds import Samples, interleaved
 
 
 async def _bare(request: Request) -> JSONResponse:
@@ -139,7 +139,9 @@ REFUSALS = (
 )
 
 
-def run(*, rounds: int, iterations: int, redis_url: str | None) -> dict[str, float]:
+def run(
+    *, rounds: int, iterations: int, redis_url: str | None, samples: Samples | None = None
+) -> dict[str, float]:
     bare = Starlette(routes=[Route("/quotes", _bare)])
     hand_key = "hand-rolled-key-0123456789abcdef0123456789"
     backend = [
@@ -180,7 +182,7 @@ def run(*, rounds: int, iterations: int, redis_url: str | None) -> dict[str, flo
             store.get_key("key_warmup00000000")  # start the invalidation listener
             store.subscribed.wait(5)
     try:
-        return interleaved(cases, rounds=rounds, iterations=iterations)
+        return interleaved(cases, rounds=rounds, iterations=iterations, samples=samples)
     finally:
         for store in stores:
             store.close()

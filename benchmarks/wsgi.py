@@ -14,7 +14,7 @@ from werkzeug.test import EnvironBuilder
 from nowramp_auth import Authenticator, KeyManager, KeyStore, MemoryKeyStore
 from nowramp_auth.wsgi import ApiKeyMiddleware, require_scopes
 
-from ._rounds import interleaved
+from ._rounds import Samples, interleaved
 
 
 def _flask(guarded: bool) -> Flask:
@@ -82,7 +82,9 @@ def _ours(store: KeyStore) -> tuple[Any, str]:
     return app, issued.secret
 
 
-def run(*, rounds: int, iterations: int, redis_url: str | None) -> dict[str, float]:
+def run(
+    *, rounds: int, iterations: int, redis_url: str | None, samples: Samples | None = None
+) -> dict[str, float]:
     memory_app, memory_key = _ours(MemoryKeyStore())
     hand_key = "hand-rolled-key-0123456789abcdef0123456789"
     cases = {
@@ -100,7 +102,7 @@ def run(*, rounds: int, iterations: int, redis_url: str | None) -> dict[str, flo
         store.subscribed.wait(5)
         cases["Flask + ours, Redis, warm cache"] = _runner(app, key)
     try:
-        return interleaved(cases, rounds=rounds, iterations=iterations)
+        return interleaved(cases, rounds=rounds, iterations=iterations, samples=samples)
     finally:
         if store is not None:
             store.close()
