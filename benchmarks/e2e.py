@@ -215,9 +215,7 @@ def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, f
                 process.terminate()
                 process.wait(timeout=10)
 
-    def median(values: list[float]) -> float:
-        return statistics.median(values)
-
+    median = statistics.median
     results: dict[str, dict[str, float]] = {}
     for name, runs in samples.items():
         results[name] = {f: median([s[f] for s in runs]) for f in ("rps", "p50_ms", "p99_ms")}

@@ -460,11 +460,10 @@ class Authenticator:
         return principal
 
     def _count_charged(self, key: LimitedKey, now: datetime) -> None:
-        # A LimitedKey comes from the fast path, which counts into the store's usage cell.
-        if self._verified is not None:
-            self._verified.count_charged(key, now.timestamp())
-        else:  # pragma: no cover - a LimitedKey made by hand
-            self.store.record_usage(key.principal.key_id, now)
+        # Only the fast path makes a LimitedKey, so it exists; it counts into the key's cell.
+        verified = self._verified
+        assert verified is not None, "a LimitedKey comes from accept_verified"
+        verified.count_charged(key, now.timestamp())
 
     def _charge_refused(
         self, exc: Exception, ip: ClientIp, method: str | None, path: str | None
