@@ -265,10 +265,7 @@ class Authenticator:
                 return parsed
             stored = current(parsed.key_id)
             expected = stored.digest if stored is not None else _DUMMY_DIGEST
-            verified = self._verified
-            digest = verified.digest_of(api_key) if verified is not None else None
-            if digest is None:
-                digest = self.store.digest(api_key.decode("latin-1"))
+            digest = self.store.digest(api_key.decode("latin-1"))
             if compare_digest(expected, digest) and stored is not None:
                 return parsed  # the right secret: the general flow checks the rest
             error = AuthError(ErrorCode.INVALID_API_KEY, key_id=parsed.key_id)
@@ -396,7 +393,9 @@ class Authenticator:
             error.key_id = parsed.key_id  # public, and what the caller sent: for the audit log
             raise
         if self._verified is not None and stored is not None:
-            self._verified.remember(digest, stored, principal, derived(stored.record)[1])
+            self._verified.remember(
+                api_key.encode("latin-1"), stored, principal, derived(stored.record)[1]
+            )
         limit = stored.record.rate_limit if stored is not None else None
         if limit is not None and stored is not None:
             principal = yield from self._limit(principal, stored.record.lineage, limit, now)
@@ -671,7 +670,7 @@ class Authenticator:
             )
 
 
-_FAST_PATH_HOOKS = ("hasher", "current_key", "usage_cell", "fold_usage")
+_FAST_PATH_HOOKS = ("current_key", "usage_cell", "fold_usage")
 
 
 def _check_route_scopes(key: LimitedKey, required: Collection[str]) -> None:
@@ -708,8 +707,8 @@ def _verified_keys(
     hooks: list[Any] = [getattr(store, name, None) for name in _FAST_PATH_HOOKS]
     if audit_successes or not all(callable(hook) for hook in hooks):
         return None
-    hasher, current, cell, fold = hooks
-    return VerifiedKeys(hasher, current, seconds_clock(clock), cell, fold)
+    current, cell, fold = hooks
+    return VerifiedKeys(current, seconds_clock(clock), cell, fold)
 
 
 def _general_flow_only(*_args: object) -> None:

@@ -2,7 +2,7 @@
 
 Per-request budget of a hit (this runs on nearly every request of a busy API)::
 
-    one digest of the presented bytes        (SHA-256, or HMAC-SHA256 with the pepper)
+    one BLAKE2s digest of the presented bytes  (one compression for a 64-byte key)
     one dict lookup by that digest
     one identity check: the store still holds that very record (no I/O, no lock)
     one constant-time compare of the digests
@@ -19,13 +19,19 @@ called. Anything unusual (a key never seen, a changed record, a cache that canno
 freshness, an expired key, an address outside the allowlist, audited successes) answers
 ``None`` and the caller takes the general flow, which decides, audits and raises.
 
-Security model: entries are keyed by the digest of the presented key, never by the plaintext,
-and are made only after the general flow accepted the key (digest compared in constant time,
-not revoked, not expired). A hit still compares the digest with the record's own in constant
-time. An entry serves only while the store's no-I/O ``current_key(key_id)`` returns the very
-object the entry was made from: stores replace the object on every change (revocation,
-rotation, update, a Redis invalidation or cache expiry), so the next request after a change
-takes the general flow. Expiry is compared on every hit, on the authenticator's clock.
+Security model: entries are keyed by a digest of the presented key, never by the plaintext,
+and are made only after the general flow accepted the key (the store's digest compared in
+constant time, not revoked, not expired). That digest is BLAKE2s, not the store's SHA-256:
+a 64-byte key is two SHA-256 blocks but one BLAKE2s block, half the cost on every request,
+and a peppered store's HMAC is not repeated per request. Equal BLAKE2s digests mean the very
+key the general flow verified (a 256-bit cryptographic hash; its collision resistance is what
+the store's digest relies on too), and a hit still compares the digests in constant time. The
+cache lives in process memory, beside the pepper itself, so an unkeyed digest there reveals
+nothing the process does not already hold. An entry serves only while the store's no-I/O
+``current_key(key_id)`` returns the very object the entry was made from: stores replace the
+object on every change (revocation, rotation, update, a Redis invalidation or cache expiry),
+so the next request after a change takes the general flow. Expiry is compared on every hit,
+on the authenticator's clock.
 """
 
 from __future__ import annotations
@@ -33,15 +39,15 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Collection
+from hashlib import blake2s
 from hmac import compare_digest
 from typing import NamedTuple
 
 from ._client_ip import NetworkSet, parse_ip
-from ._keys import Digest
 from ._models import Principal, RateLimit, StoredKey
 from .stores._usage import FOLD_AT
 
-__all__ = ["DEFAULT_MAX_ENTRIES", "LimitedKey", "VerifiedKeys"]
+__all__ = ["DEFAULT_MAX_ENTRIES", "LimitedKey", "VerifiedKeys", "cache_digest"]
 
 DEFAULT_MAX_ENTRIES = 10_000
 _MAX_PEERS = 256
@@ -51,6 +57,11 @@ _NEVER = math.inf
 _EXPIRY_MARGIN = 0.001
 
 CurrentKey = Callable[[str], StoredKey | None]
+
+
+def cache_digest(api_key: bytes) -> bytes:
+    """The fast path's digest of a presented key: BLAKE2s (see the security model above)."""
+    return blake2s(api_key).digest()
 
 
 class LimitedKey(NamedTuple):
@@ -67,6 +78,7 @@ class LimitedKey(NamedTuple):
 
 
 class _Entry(NamedTuple):
+    digest: bytes  # cache_digest of the key (compared in constant time on a hit)
     stored: StoredKey  # the record version this entry was made from (compared by identity)
     principal: Principal
     key_id: str
@@ -81,7 +93,6 @@ class VerifiedKeys:
     """Keys accepted by the general flow, by digest, for the fast path of later requests.
 
     Parameters:
-        hasher: bytes of a presented key to its hash object (the store's ``hasher``).
         current_key: the store's no-I/O ``current_key``.
         now: the clock, in seconds since the epoch.
         usage_cell: the store's ``usage_cell``: a key id's list of request times, appended to
@@ -95,31 +106,26 @@ class VerifiedKeys:
         "_current",
         "_entries",
         "_fold",
-        "_hasher",
         "_lock",
         "_max",
-        "_missed",
         "_now",
     )
 
     def __init__(
         self,
-        hasher: Callable[[bytes], Digest],
         current_key: CurrentKey,
         now: Callable[[], float],
         usage_cell: Callable[[str], list[float]],
         fold_usage: Callable[[str, list[float]], None],
         max_entries: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
-        self._hasher = hasher
         self._current = current_key
         self._now = now
         self._cell = usage_cell
         self._fold = fold_usage
         self._max = max_entries
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[bytes, _Entry] = {}
         self._lock = threading.Lock()
-        self._missed: tuple[bytes, str] = (b"", "")
 
     def accept(
         self,
@@ -133,13 +139,12 @@ class VerifiedKeys:
         can change it) and holds ``required``, counting the request; for a key with a rate
         limit, its :class:`LimitedKey` (not counted yet); ``None`` means: take the general
         flow."""
-        digest = self._hasher(api_key).hexdigest()
+        digest = blake2s(api_key).digest()
         entry = self._entries.get(digest)
         if entry is None:
-            self._missed = (api_key, digest)  # for digest_of: the caller's next step
             return None
-        stored, principal, key_id, expires, allowlist, peers, usage, limited = entry
-        if self._current(key_id) is not stored or not compare_digest(stored.digest, digest):
+        known, stored, principal, key_id, expires, allowlist, peers, usage, limited = entry
+        if not compare_digest(known, digest) or self._current(key_id) is not stored:
             return None
         now = self._now()
         if now >= expires:
@@ -167,12 +172,6 @@ class VerifiedKeys:
         if len(usage) > _fold_at:
             self._fold(key.principal.key_id, usage)
 
-    def digest_of(self, api_key: bytes) -> str | None:
-        """The digest :meth:`accept` just computed for this very ``api_key`` object when it
-        found no entry (so the next step need not hash the key again), else ``None``."""
-        missed = self._missed
-        return missed[1] if missed[0] is api_key else None
-
     @staticmethod
     def _allowed(peers: dict[str | None, bool], allowlist: NetworkSet, peer: str | None) -> bool:
         allowed = parse_ip(peer) in allowlist
@@ -181,9 +180,10 @@ class VerifiedKeys:
         return allowed
 
     def remember(
-        self, digest: str, stored: StoredKey, principal: Principal, allowlist: NetworkSet
+        self, api_key: bytes, stored: StoredKey, principal: Principal, allowlist: NetworkSet
     ) -> None:
         """Note a key the general flow has just accepted (not revoked, digest matched)."""
+        digest = cache_digest(api_key)
         record = stored.record
         expires = (
             _NEVER if record.expires_at is None else record.expires_at.timestamp() - _EXPIRY_MARGIN
@@ -192,7 +192,9 @@ class VerifiedKeys:
         limited = None
         if record.rate_limit is not None:
             limited = LimitedKey(principal, record.lineage, record.rate_limit, usage)
-        entry = _Entry(stored, principal, record.id, expires, allowlist or None, {}, usage, limited)
+        entry = _Entry(
+            digest, stored, principal, record.id, expires, allowlist or None, {}, usage, limited
+        )
         with self._lock:
             entries = self._entries
             entries.pop(digest, None)
