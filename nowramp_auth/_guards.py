@@ -8,9 +8,10 @@ configuration errors fail at construction with the same messages.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._context import refuse_scopes, request_var
@@ -38,13 +39,34 @@ def scope_guard(
     required: frozenset[str],
     refuse: Callable[[AuthError], Any],
     drop_kwarg: str | None = None,
+    *,
+    plain_call: bool = False,
 ) -> Callable[..., Any]:
     """``endpoint`` wrapped with the scope check; same kind (sync/async), same metadata.
 
     The accepted case runs on every request of a guarded route: one context read and one
-    subset test before the endpoint is called."""
+    subset test before the endpoint is called. With ``plain_call``, an ``async def``
+    endpoint is wrapped in a plain function that returns the endpoint's own coroutine (or an
+    awaitable refusal), marked as a coroutine function so that frameworks await it: no
+    coroutine of the guard's own per request. Starlette and FastAPI detect the mark (see
+    :func:`mark_coroutine_function`)."""
     get_context = request_var.get
     drop = drop_kwarg or ""
+    if plain_call and inspect.iscoroutinefunction(endpoint):
+
+        @functools.wraps(endpoint)
+        def calls_async(*args: Any, **kwargs: Any) -> Awaitable[Any]:
+            context = get_context()
+            if context is not None and required <= context[0].scopes:
+                if kwargs:  # FastAPI calls by keyword (and passes the OpenAPI parameter)
+                    kwargs.pop(drop, None)
+                    return endpoint(*args, **kwargs)  # type: ignore[no-any-return]
+                return endpoint(*args)  # type: ignore[no-any-return]  # Starlette: (request)
+            return _ready(refuse(refuse_scopes(required)))
+
+        mark_coroutine_function(calls_async)
+        record_scopes(calls_async, required | recorded_scopes(endpoint))
+        return calls_async
     if inspect.iscoroutinefunction(endpoint):
 
         @functools.wraps(endpoint)
@@ -72,6 +94,21 @@ def scope_guard(
 
     record_scopes(guarded, required | recorded_scopes(endpoint))
     return guarded
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+def mark_coroutine_function(function: Callable[..., Any]) -> None:
+    """Mark a plain function that returns a coroutine so that ``inspect`` (3.12+) and
+    ``asyncio.iscoroutinefunction`` (which Starlette and FastAPI use on 3.11) report it as a
+    coroutine function: what ``asgiref.sync.markcoroutinefunction`` does."""
+    mark = getattr(inspect, "markcoroutinefunction", None)
+    if mark is not None:  # Python 3.12+
+        mark(function)
+    else:  # Python 3.11: asyncio's own marker
+        function._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
 
 
 def middleware_options(

@@ -320,7 +320,9 @@ def require_scopes(*scopes: str) -> Callable[[F], F]:
     required = required_scopes(scopes)
 
     def decorator(endpoint: F) -> F:
-        wrapper = scope_guard(endpoint, required, _error_response, drop_kwarg=OPENAPI_PARAM)
+        wrapper = scope_guard(
+            endpoint, required, _error_response, drop_kwarg=OPENAPI_PARAM, plain_call=True
+        )
         declare_api_key_security(wrapper, endpoint)
         return cast(F, wrapper)
 
