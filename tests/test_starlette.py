@@ -148,3 +148,33 @@ def test_concurrent_requests_see_their_own_principal():
         return [r.json()["key_id"] for r in responses]
 
     assert asyncio.run(run()) == [k.key.id for k in keys * 5]
+
+
+def test_a_guarded_async_endpoint_is_a_coroutine_function_to_starlette_and_fastapi():
+    # The guard of an async endpoint is a plain function returning the endpoint's coroutine
+    # (no coroutine of its own per request); frameworks must still await it, never run it
+    # in a thread pool.
+    import asyncio
+    import inspect
+    import sys
+
+    from fastapi.dependencies.models import _is_coroutine_callable
+    from starlette._utils import is_async_callable
+    from starlette.responses import PlainTextResponse
+
+    from nowramp_auth.starlette import require_scopes
+
+    @require_scopes("quotes:read")
+    async def quotes(request):
+        return PlainTextResponse("ok")
+
+    assert is_async_callable(quotes)
+    assert _is_coroutine_callable(quotes)
+    assert asyncio.iscoroutinefunction(quotes)
+    if sys.version_info >= (3, 12):
+        assert inspect.iscoroutinefunction(quotes)
+    # Outside an authenticated request the refusal is awaitable too, like the endpoint.
+    refused = quotes(None)
+    assert inspect.isawaitable(refused)
+    response = asyncio.run(refused)
+    assert response.status_code == 401 and b"MISSING_API_KEY" in response.body
