@@ -122,7 +122,7 @@ def _hashing_table(res: dict[str, float]) -> str:
             value = res[f"{framework}, {name}"]
             rows.append([f"{framework}: {name}", f"{value:.2f}", f"{value - unhashed:+.2f}"])
     return _table(
-        "SHA-256 of the key inside a request (a middleware that only hashes the header)",
+        "Digest of the key inside a request (a middleware that only hashes the header)",
         ["case", "µs per request", "hashing costs µs"],
         rows,
     )
