@@ -148,9 +148,13 @@ class VerifiedKeys:
         if entry is None:
             return None
         known, stored, principal, key_id, expires, allowlist, peers, usage, limited = entry
-        if not compare_digest(known, digest) or self._current(key_id) is not stored:
+        # The callables kept in slots are read into locals before they are called: CPython
+        # 3.11 cannot specialise ``self.attribute(...)`` when the attribute is not a method,
+        # and its generic lookup goes through the type's (often evicted) attribute cache.
+        current, clock = self._current, self._now
+        if not compare_digest(known, digest) or current(key_id) is not stored:
             return None
-        now = self._now()
+        now = clock()
         if now >= expires:
             return None
         if allowlist is not None:

@@ -119,7 +119,8 @@ class ApiKeyMiddleware:
                     route = self._route_scopes.known.get((scope["method"], path))
                     if route is None:
                         route = self._route_scopes.lookup(scope["method"], path, scope)
-                    principal = self._accept(api_key, peer, route)
+                    accept = self._accept  # called as a local (see VerifiedKeys.accept)
+                    principal = accept(api_key, peer, route)
                     if isinstance(principal, Principal):
                         scope["user"] = principal
                         credentials = self._scopes_cache.get(principal.scopes)
@@ -129,8 +130,9 @@ class ApiKeyMiddleware:
                         token = request_var.set(
                             (principal, self.authenticator, peer, scope["method"], path)
                         )
+                        app = self.app
                         try:
-                            await self.app(scope, receive, send)
+                            await app(scope, receive, send)
                         except AuthError as error:  # from a route dependency downstream
                             await refuse_downstream(scope, send, error)
                         finally:

@@ -94,12 +94,14 @@ class ApiKeyMiddleware:
                     raw = api_key.encode("latin-1")
                 except UnicodeEncodeError:  # not a PEP 3333 string: the general path decides
                     return self._general(environ, start_response)
-                principal = self._accept(raw, peer, route)
+                accept = self._accept  # called as a local (see VerifiedKeys.accept)
+                principal = accept(raw, peer, route)
                 if isinstance(principal, Principal):
                     environ[PRINCIPAL_ENVIRON_KEY] = principal
                     token = request_var.set((principal, self.authenticator, peer, method, path))
+                    app = self.app
                     try:
-                        return self.app(environ, start_response)
+                        return app(environ, start_response)
                     finally:
                         request_var.reset(token)
                 if principal is not None:  # a LimitedKey: one limiter call first
