@@ -15,7 +15,8 @@ Without ``wrk`` on PATH, the small asyncio generator in ``loadgen`` stands in (a
 Cases run in interleaved rounds. Each figure is the median over rounds; a ratio ("vs bare",
 "vs unlimited") is the median of the ratios measured within each round, so a slow patch of
 the machine shifts both sides of a ratio alike. Where ``taskset`` exists, servers run on CPU 0
-and ``wrk`` on CPU 1, so the two do not preempt each other (redis-server is not pinned).
+and ``wrk`` on CPU 1, so the two do not preempt each other; the private redis-server runs on
+CPU 1 too (``benchmarks._redis``).
 """
 
 from __future__ import annotations
