@@ -143,7 +143,7 @@ class VerifiedKeys:
         can change it) and holds ``required``, counting the request; for a key with a rate
         limit, its :class:`LimitedKey` (not counted yet); ``None`` means: take the general
         flow."""
-        digest = blake2s(api_key).digest()
+        digest = blake2s(api_key).digest()  # cache_digest(api_key), without a call
         entry = self._entries.get(digest)
         if entry is None:
             return None
