@@ -1,0 +1,163 @@
+"""``python -m benchmarks.instructions``: CPU instructions per request, counted by valgrind.
+
+Timing on a shared VM moves by 10-20% from one run to the next; an instruction count does
+not (callgrind counts instructions executed, whatever else the machine is doing). Each case
+runs in its own process under ``valgrind --tool=callgrind`` twice, with 1,000 and with 3,000
+requests after a warm-up, with ``PYTHONHASHSEED=0`` and the cyclic collector off while
+counting; the difference divided by 2,000 is one request's instructions, start-up and
+warm-up cancelled out.
+
+Instructions are not time: C code (OpenSSL's SHA-256, allocation) runs more instructions per
+cycle than the interpreter's bytecode dispatch, so a bytecode-heavy path such as ours costs
+more time per instruction than the peer's. The timing tables of ``python -m benchmarks``
+stay the figures of record; this table says whether a change removed work.
+
+Needs ``valgrind`` (Debian package ``valgrind``); takes about three minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from nowramp_auth import MemoryKeyStore
+
+from . import asgi, wsgi
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL, LARGE = 1_000, 3_000
+QUICK = (20, 60)  # --quick: a smoke run of the ASGI cases (the counts are then rough)
+HAND_KEY = "hand-rolled-key-0123456789abcdef0123456789"
+
+
+def _asgi_bare() -> Callable[[int], None]:
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    return asgi._runner(Starlette(routes=[Route("/quotes", asgi._bare)]), None)
+
+
+def _asgi_peer() -> Callable[[int], None]:
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.authentication import AuthenticationMiddleware
+    from starlette.routing import Route
+
+    backend = asgi.DictBackend({HAND_KEY: ["quotes:read"]})
+    app = Starlette(
+        routes=[Route("/quotes", asgi._bare)],
+        middleware=[Middleware(AuthenticationMiddleware, backend=backend)],
+    )
+    return asgi._runner(app, HAND_KEY)
+
+
+def _asgi_ours() -> Callable[[int], None]:
+    app, key = asgi._ours(MemoryKeyStore())
+    return asgi._runner(app, key)
+
+
+def _wsgi_ours() -> Callable[[int], None]:
+    app, key = wsgi._ours(MemoryKeyStore())
+    return wsgi._runner(app, key)
+
+
+CASES: dict[str, tuple[str, Callable[[], Callable[[int], None]]]] = {
+    # name: (what its overhead is measured against, how to build its runner)
+    "bare Starlette": ("", _asgi_bare),
+    asgi.PEER: ("bare Starlette", _asgi_peer),
+    asgi.OURS: ("bare Starlette", _asgi_ours),
+    "bare Flask": ("", lambda: wsgi._runner(wsgi._flask(guarded=False), None)),
+    wsgi.PEER: ("bare Flask", lambda: wsgi._runner(wsgi._peer(HAND_KEY), HAND_KEY)),
+    "Flask + ours, memory store": ("bare Flask", _wsgi_ours),
+}
+PEERS = {asgi.OURS: asgi.PEER, "Flask + ours, memory store": wsgi.PEER}
+ASGI_CASES = ("bare Starlette", asgi.PEER, asgi.OURS)  # --quick: these only
+
+
+def _child(case: str, requests: int, warm_up: int) -> None:
+    run = CASES[case][1]()
+    run(warm_up)  # imports, caches, the fast path's entry
+    gc.collect()
+    gc.disable()  # a collection would land in one count and not the other
+    run(requests)
+
+
+def _count(case: str, requests: int, warm_up: int) -> int:
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "benchmarks.instructions",
+        "--child",
+        case,
+        str(requests),
+        str(warm_up),
+    ]
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"callgrind failed for {case!r}:\n{done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def run(*, quick: bool = False) -> dict[str, float]:
+    """Instructions per request of each case."""
+    small, large = QUICK if quick else (SMALL, LARGE)
+    warm_up = small if quick else 300
+    cases = ASGI_CASES if quick else tuple(CASES)
+    return {
+        case: (_count(case, large, warm_up) - _count(case, small, warm_up)) / (large - small)
+        for case in cases
+    }
+
+
+def table(counts: dict[str, float]) -> str:
+    """The Markdown table of :func:`run`'s counts."""
+    lines = [
+        "### Instructions per request (valgrind callgrind; deterministic)",
+        "",
+        "| case | instructions | overhead | overhead vs the peer's |",
+        "|---|---|---|---|",
+    ]
+    for case, (base, _) in CASES.items():
+        if case not in counts:
+            continue
+        overhead = counts[case] - counts[base] if base else 0.0
+        ratio = ""
+        if case in PEERS:
+            peer = PEERS[case]
+            ratio = f"{overhead / (counts[peer] - counts[CASES[peer][0]]):.2f}x"
+        elif base:
+            ratio = "1.00x"
+        shown = f"+{overhead:,.0f}" if base else "-"
+        lines.append(f"| {case} | {counts[case]:,.0f} | {shown} | {ratio or '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.instructions", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke run")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(args.child[0], int(args.child[1]), int(args.child[2]))
+        return 0
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    print(table(run(quick=args.quick)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
