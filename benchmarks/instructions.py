@@ -1,7 +1,9 @@
 """``python -m benchmarks.instructions``: CPU instructions per request, counted by valgrind.
 
-Timing on a shared VM moves by 10-20% from one run to the next; an instruction count does
-not (callgrind counts instructions executed, whatever else the machine is doing). Each case
+Timing on a shared VM moves by 10-20% from one run to the next; an instruction count hardly
+does (callgrind counts instructions executed, whatever else the machine is doing: the
+Starlette cases repeat to within a few hundred instructions, the Flask ones to within about
+1%). Each case
 runs in its own process under ``valgrind --tool=callgrind`` twice, with 1,000 and with 3,000
 requests after a warm-up, with ``PYTHONHASHSEED=0`` and the cyclic collector off while
 counting; the difference divided by 2,000 is one request's instructions, start-up and
@@ -124,7 +126,7 @@ def run(*, quick: bool = False) -> dict[str, float]:
 def table(counts: dict[str, float]) -> str:
     """The Markdown table of :func:`run`'s counts."""
     lines = [
-        "### Instructions per request (valgrind callgrind; deterministic)",
+        "### Instructions per request (valgrind callgrind)",
         "",
         "| case | instructions | overhead | overhead vs the peer's |",
         "|---|---|---|---|",
