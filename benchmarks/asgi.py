@@ -139,23 +139,39 @@ REFUSALS = (
 )
 
 
+HAND_KEY = "hand-rolled-key-0123456789abcdef0123456789"
+"""The key every hand-rolled peer (ASGI, WSGI, end to end) accepts."""
+
+
+def bare_app() -> Starlette:
+    """Starlette with the one route and no authentication."""
+    return Starlette(routes=[Route("/quotes", _bare)])
+
+
+def peer_app(*, requires: bool = False) -> Starlette:
+    """Starlette's ``AuthenticationMiddleware`` with the dict + SHA-256 backend accepting
+    :data:`HAND_KEY`, on a plain route or (``requires``) one with Starlette's ``@requires``."""
+    backend = DictBackend({HAND_KEY: ["quotes:read"]})
+    endpoint = _starlette_guarded if requires else _bare
+    return Starlette(
+        routes=[Route("/quotes", endpoint)],
+        middleware=[Middleware(AuthenticationMiddleware, backend=backend)],
+    )
+
+
 def run(
     *, rounds: int, iterations: int, redis_url: str | None, samples: Samples | None = None
 ) -> dict[str, float]:
-    bare = Starlette(routes=[Route("/quotes", _bare)])
-    hand_key = "hand-rolled-key-0123456789abcdef0123456789"
-    backend = [
-        Middleware(AuthenticationMiddleware, backend=DictBackend({hand_key: ["quotes:read"]}))
-    ]
-    peer = Starlette(routes=[Route("/quotes", _bare)], middleware=backend)
-    peer_requires = Starlette(routes=[Route("/quotes", _starlette_guarded)], middleware=backend)
+    bare = bare_app()
+    peer = peer_app()
+    peer_requires = peer_app(requires=True)
     ours_memory, memory_key = _ours(MemoryKeyStore())
     audited, audited_key = _ours(MemoryKeyStore(), audit=MemoryAuditLog())
     typo = audited_key[:-1] + ("A" if audited_key[-1] != "A" else "B")
     cases = {
         "bare Starlette": _runner(bare, None),
-        PEER: _runner(peer, hand_key),
-        PEER + " + @requires": _runner(peer_requires, hand_key),
+        PEER: _runner(peer, HAND_KEY),
+        PEER + " + @requires": _runner(peer_requires, HAND_KEY),
         OURS: _runner(ours_memory, memory_key),
         PEER_REFUSAL: _runner(peer, "unknown-key", expect=400),
         "ours refuses: missing key": _runner(audited, None, expect=401),

@@ -38,7 +38,7 @@ import httpx
 from nowramp_auth import KeyManager, RateLimit, RedisKeyStore
 from tests.redis_servers import free_port
 
-from .e2e_app import PEER_KEY
+from .asgi import HAND_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTIONS = 32
@@ -183,7 +183,7 @@ def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, f
         servers[UVICORN_LIMITED_FROZEN] = servers[UVICORN_REDIS_FROZEN]
         keys = {
             UVICORN_BARE: None,
-            UVICORN_PEER: PEER_KEY,
+            UVICORN_PEER: HAND_KEY,
             UVICORN_MEMORY: Path(files["uvicorn"]).read_text(),
             UVICORN_REDIS: redis_key,
             UVICORN_LIMITED: limited_key,
@@ -216,13 +216,16 @@ def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, f
                 process.terminate()
                 process.wait(timeout=10)
 
-    median = statistics.median
     results: dict[str, dict[str, float]] = {}
     for name, runs in samples.items():
-        results[name] = {f: median([s[f] for s in runs]) for f in ("rps", "p50_ms", "p99_ms")}
+        results[name] = {
+            f: statistics.median([s[f] for s in runs]) for f in ("rps", "p50_ms", "p99_ms")
+        }
         base = BASELINES.get(name)
         if base is not None:  # ratios within each round, then their median
             pairs = list(zip(runs, samples[base], strict=True))
-            results[name]["rps_ratio"] = median([a["rps"] / b["rps"] for a, b in pairs])
-            results[name]["p99_ratio"] = median([a["p99_ms"] / b["p99_ms"] for a, b in pairs])
+            results[name]["rps_ratio"] = statistics.median([a["rps"] / b["rps"] for a, b in pairs])
+            results[name]["p99_ratio"] = statistics.median(
+                [a["p99_ms"] / b["p99_ms"] for a, b in pairs]
+            )
     return results

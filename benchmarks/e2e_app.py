@@ -20,26 +20,13 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from benchmarks.asgi import DictBackend
+from benchmarks.asgi import _ours_guarded, bare_app, peer_app
 from nowramp_auth import Authenticator, KeyManager, MemoryKeyStore, RedisKeyStore
-from nowramp_auth.starlette import ApiKeyMiddleware, require_scopes
+from nowramp_auth.starlette import ApiKeyMiddleware
 
 MODE = os.environ.get("BENCH_MODE", "bare")
-PEER_KEY = "hand-rolled-key-0123456789abcdef0123456789"
-
-
-async def bare(request: Request) -> JSONResponse:
-    return JSONResponse({"quotes": []})
-
-
-@require_scopes("quotes:read")
-async def guarded(request: Request) -> JSONResponse:
-    return JSONResponse({"quotes": []})
 
 
 def _memory_authenticator() -> Authenticator:
@@ -51,12 +38,9 @@ def _memory_authenticator() -> Authenticator:
 
 def _asgi() -> Starlette:
     if MODE == "bare":
-        return Starlette(routes=[Route("/quotes", bare)])
+        return bare_app()
     if MODE == "peer":
-        backend = Middleware(
-            AuthenticationMiddleware, backend=DictBackend({PEER_KEY: ["quotes:read"]})
-        )
-        return Starlette(routes=[Route("/quotes", bare)], middleware=[backend])
+        return peer_app()
     if MODE == "memory":
         auth = _memory_authenticator()
     else:
@@ -66,7 +50,7 @@ def _asgi() -> Starlette:
             )
         )
     return Starlette(
-        routes=[Route("/quotes", guarded)],
+        routes=[Route("/quotes", _ours_guarded)],
         middleware=[Middleware(ApiKeyMiddleware, authenticator=auth)],
     )
 

@@ -36,28 +36,6 @@ from . import asgi, wsgi
 ROOT = Path(__file__).resolve().parent.parent
 SMALL, LARGE = 1_000, 3_000
 QUICK = (20, 60)  # --quick: a smoke run of the ASGI cases (the counts are then rough)
-HAND_KEY = "hand-rolled-key-0123456789abcdef0123456789"
-
-
-def _asgi_bare() -> Callable[[int], None]:
-    from starlette.applications import Starlette
-    from starlette.routing import Route
-
-    return asgi._runner(Starlette(routes=[Route("/quotes", asgi._bare)]), None)
-
-
-def _asgi_peer() -> Callable[[int], None]:
-    from starlette.applications import Starlette
-    from starlette.middleware import Middleware
-    from starlette.middleware.authentication import AuthenticationMiddleware
-    from starlette.routing import Route
-
-    backend = asgi.DictBackend({HAND_KEY: ["quotes:read"]})
-    app = Starlette(
-        routes=[Route("/quotes", asgi._bare)],
-        middleware=[Middleware(AuthenticationMiddleware, backend=backend)],
-    )
-    return asgi._runner(app, HAND_KEY)
 
 
 def _asgi_ours() -> Callable[[int], None]:
@@ -72,11 +50,11 @@ def _wsgi_ours() -> Callable[[int], None]:
 
 CASES: dict[str, tuple[str, Callable[[], Callable[[int], None]]]] = {
     # name: (what its overhead is measured against, how to build its runner)
-    "bare Starlette": ("", _asgi_bare),
-    asgi.PEER: ("bare Starlette", _asgi_peer),
+    "bare Starlette": ("", lambda: asgi._runner(asgi.bare_app(), None)),
+    asgi.PEER: ("bare Starlette", lambda: asgi._runner(asgi.peer_app(), asgi.HAND_KEY)),
     asgi.OURS: ("bare Starlette", _asgi_ours),
     "bare Flask": ("", lambda: wsgi._runner(wsgi._flask(guarded=False), None)),
-    wsgi.PEER: ("bare Flask", lambda: wsgi._runner(wsgi._peer(HAND_KEY), HAND_KEY)),
+    wsgi.PEER: ("bare Flask", lambda: wsgi._runner(wsgi._peer(asgi.HAND_KEY), asgi.HAND_KEY)),
     "Flask + ours, memory store": ("bare Flask", _wsgi_ours),
 }
 PEERS = {asgi.OURS: asgi.PEER, "Flask + ours, memory store": wsgi.PEER}

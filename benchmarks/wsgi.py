@@ -15,6 +15,7 @@ from nowramp_auth import Authenticator, KeyManager, KeyStore, MemoryKeyStore
 from nowramp_auth.wsgi import ApiKeyMiddleware, require_scopes
 
 from ._rounds import Samples, interleaved
+from .asgi import HAND_KEY
 
 
 def _flask(guarded: bool) -> Flask:
@@ -86,10 +87,9 @@ def run(
     *, rounds: int, iterations: int, redis_url: str | None, samples: Samples | None = None
 ) -> dict[str, float]:
     memory_app, memory_key = _ours(MemoryKeyStore())
-    hand_key = "hand-rolled-key-0123456789abcdef0123456789"
     cases = {
         "bare Flask": _runner(_flask(guarded=False), None),
-        PEER: _runner(_peer(hand_key), hand_key),
+        PEER: _runner(_peer(HAND_KEY), HAND_KEY),
         "Flask + ours, memory store": _runner(memory_app, memory_key),
     }
     store = None
