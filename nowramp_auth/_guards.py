@@ -49,7 +49,8 @@ def scope_guard(
     endpoint is wrapped in a plain function that returns the endpoint's own coroutine (or an
     awaitable refusal), marked as a coroutine function so that frameworks await it: no
     coroutine of the guard's own per request. Starlette and FastAPI detect the mark (see
-    :func:`mark_coroutine_function`)."""
+    :func:`mark_coroutine_function`); Flask on Python 3.11 does not (it asks ``inspect``, and
+    would return the coroutine unawaited), so the other adapters keep a coroutine wrapper."""
     get_context = request_var.get
     drop = drop_kwarg or ""
     if plain_call and inspect.iscoroutinefunction(endpoint):
