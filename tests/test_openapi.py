@@ -143,3 +143,32 @@ def test_schemathesis_finds_nothing(
     assert re.search(r"\d+ generated, \d+ passed", output), output
     if with_key:
         assert "No issues found" in output, output
+
+
+STARLETTE_ONLY = """
+import inspect, sys
+from nowramp_auth.starlette import require_scopes
+
+@require_scopes("quotes:read")
+async def before(request): ...
+
+assert "fastapi" not in sys.modules and "pydantic" not in sys.modules, "imported FastAPI"
+assert "nowramp_api_key" not in inspect.signature(before).parameters
+import fastapi
+
+@require_scopes("quotes:read")
+async def after(request): ...
+
+assert "nowramp_api_key" in inspect.signature(after).parameters
+print("ok")
+"""
+
+
+def test_a_starlette_app_never_imports_fastapi():
+    # FastAPI is installed here; a Starlette app that uses require_scopes still never
+    # imports it (nor pydantic), and a FastAPI app, which imports it first, gets the scheme.
+    result = subprocess.run(
+        [sys.executable, "-c", STARLETTE_ONLY], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
