@@ -8,7 +8,7 @@ store can make it one server-side step: rotation checks and links both records a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -129,7 +129,8 @@ class AsyncRequestStore(Protocol):
     async def insert_session_async(self, session: SessionRecord) -> None:
         """Async twin of :meth:`KeyStore.insert_session`."""
 
-    async def hit_rate_limit_async(
+    def hit_rate_limit_async(
         self, lineage: str, limit: RateLimit, now: datetime
-    ) -> RateLimitStatus:
-        """Async twin of :meth:`KeyStore.hit_rate_limit`."""
+    ) -> Awaitable[RateLimitStatus]:
+        """Async twin of :meth:`KeyStore.hit_rate_limit` (a coroutine function, or a method
+        returning a future)."""

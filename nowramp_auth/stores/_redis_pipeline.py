@@ -201,16 +201,18 @@ async def _execute(
     # (this is the request path of every rate-limited request). An error reply belongs to
     # its call only; any other failure leaves the connection's state unknown: drop it.
     pool = client.connection_pool
-    connection = await pool.get_connection()
+    connection = await pool.get_connection()  # connected, with nothing left unread
     try:
         packed = b"".join(_evalsha_command(sha, keys, args) for keys, args in commands)
-        await connection.send_packed_command(packed)
-        # One timer bounds every reply of the batch (socket_timeout); the connection's
-        # parser returns an error reply (e.g. NOSCRIPT) as a ResponseError object, which
-        # belongs to its call only.
-        parser = connection._parser
+        # One timer bounds the write and every reply of the batch (socket_timeout). The
+        # write goes straight to the connection's stream: redis-py's send_packed_command
+        # runs it in a task of its own (asyncio.wait_for) for its timeout. The parser returns
+        # an error reply (e.g. NOSCRIPT) as a ResponseError object, which belongs to its call.
+        writer, parser = connection._writer, connection._parser
         results: list[Any] = []
         async with asyncio.timeout(connection.socket_timeout):
+            writer.write(packed)
+            await writer.drain()
             for _ in commands:
                 results.append(await parser.read_response())
         return results

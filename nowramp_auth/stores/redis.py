@@ -42,7 +42,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
@@ -384,17 +384,15 @@ class RedisKeyStore:
         reply = self._script("RATE_LIMIT", keys, self._rate_argv(args, 1))
         return _rate_statuses(reply, 1, args)[0]
 
-    async def hit_rate_limit_async(
+    def hit_rate_limit_async(
         self, lineage: str, limit: RateLimit, now: datetime
-    ) -> RateLimitStatus:
-        """Async twin of :meth:`hit_rate_limit`. The calls of one lineage made in the same
-        turn of the event loop are charged in one script call, and calls in flight together
-        share a pipeline (see ``_redis_pipeline``)."""
+    ) -> Awaitable[RateLimitStatus]:
+        """Async twin of :meth:`hit_rate_limit`: the future of the status. The calls of one
+        lineage made in the same turn of the event loop are charged in one script call, and
+        calls in flight together share a pipeline (see ``_redis_pipeline``). A plain method
+        returning the future: no coroutine of its own per rate-limited request."""
         keys, args = self._rate_call(lineage, limit)
-        status: RateLimitStatus = await self._pipeline("RATE_LIMIT").submit(
-            keys, args, (lineage, limit)
-        )
-        return status
+        return self._pipeline("RATE_LIMIT").submit(keys, args, (lineage, limit))
 
     # -- management ---------------------------------------------------------------------------
     def _index(self, key_id: str, project_id: str | None) -> None:
