@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     report = [
         f"Machine: {_machine()}. Mode: {mode} ({rounds} interleaved rounds x {iterations} "
         f"calls in process; end to end {e2e_rounds} round(s) of {e2e_seconds:g} s per case "
-        f"with {e2e.load_generator()}; medians).\n"
+        f"with {e2e.load_generator()}; medians). Every case receives the same request, "
+        "X-API-Key included: the bare apps ignore it.\n"
     ]
     report.append(
         _table(

@@ -50,10 +50,10 @@ def _wsgi_ours() -> Callable[[int], None]:
 
 CASES: dict[str, tuple[str, Callable[[], Callable[[int], None]]]] = {
     # name: (what its overhead is measured against, how to build its runner)
-    "bare Starlette": ("", lambda: asgi._runner(asgi.bare_app(), None)),
+    "bare Starlette": ("", lambda: asgi._runner(asgi.bare_app(), asgi.BARE_KEY)),
     asgi.PEER: ("bare Starlette", lambda: asgi._runner(asgi.peer_app(), asgi.HAND_KEY)),
     asgi.OURS: ("bare Starlette", _asgi_ours),
-    "bare Flask": ("", lambda: wsgi._runner(wsgi._flask(guarded=False), None)),
+    "bare Flask": ("", lambda: wsgi._runner(wsgi._flask(guarded=False), asgi.BARE_KEY)),
     wsgi.PEER: ("bare Flask", lambda: wsgi._runner(wsgi._peer(asgi.HAND_KEY), asgi.HAND_KEY)),
     "Flask + ours, memory store": ("bare Flask", _wsgi_ours),
 }

@@ -15,7 +15,7 @@ from nowramp_auth import Authenticator, KeyManager, KeyStore, MemoryKeyStore
 from nowramp_auth.wsgi import ApiKeyMiddleware, require_scopes
 
 from ._rounds import Samples, interleaved
-from .asgi import HAND_KEY
+from .asgi import BARE_KEY, HAND_KEY
 
 
 def _flask(guarded: bool) -> Flask:
@@ -88,7 +88,7 @@ def run(
 ) -> dict[str, float]:
     memory_app, memory_key = _ours(MemoryKeyStore())
     cases = {
-        "bare Flask": _runner(_flask(guarded=False), None),
+        "bare Flask": _runner(_flask(guarded=False), BARE_KEY),
         PEER: _runner(_peer(HAND_KEY), HAND_KEY),
         "Flask + ours, memory store": _runner(memory_app, memory_key),
     }
