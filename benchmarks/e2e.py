@@ -17,11 +17,13 @@ cost (it is not a baseline for any ratio).
   full collections (tens of ms over the app's import-time objects) then land in the tail
   latency; frozen, they do not (what long-running Python services commonly do).
 
-Cases run in interleaved rounds. Each figure is the median over rounds; a ratio ("vs bare",
-"vs unlimited") is the median of the ratios measured within each round, so a slow patch of
-the machine shifts both sides of a ratio alike. Where ``taskset`` exists, servers run on CPU 0
-and ``wrk`` on CPU 1, so the two do not preempt each other; the private redis-server runs on
-CPU 1 too (``benchmarks._redis``).
+Cases run in interleaved rounds, each round with freshly started servers: two processes of
+the same app, started alike, differed here by up to 8% in requests/s, so each case's median
+spans as many processes as rounds. Each figure is the median over rounds; a ratio ("vs
+bare", "vs unlimited") is the median of the ratios measured within each round, so a slow
+patch of the machine shifts both sides of a ratio alike. Where ``taskset`` exists, servers
+run on CPU 0 and ``wrk`` on CPU 1, so the two do not preempt each other; the private
+redis-server runs on CPU 1 too (``benchmarks._redis``).
 """
 
 from __future__ import annotations
@@ -184,21 +186,10 @@ def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, f
             GUNICORN_BARE: ("gunicorn", "flask-bare", {}),
             GUNICORN_MEMORY: ("gunicorn", "flask-memory", {"BENCH_KEY_FILE": files["gunicorn"]}),
         }
-        servers = {name: _serve(*spec) for name, spec in plan.items()}
-        servers[UVICORN_NO_KEY] = servers[UVICORN_BARE]
-        servers[UVICORN_LIMITED] = servers[UVICORN_REDIS]
-        servers[UVICORN_LIMITED_FROZEN] = servers[UVICORN_REDIS_FROZEN]
-        keys = {
-            UVICORN_BARE: BARE_KEY,
-            UVICORN_NO_KEY: None,
-            UVICORN_PEER: HAND_KEY,
-            UVICORN_MEMORY: Path(files["uvicorn"]).read_text(),
-            UVICORN_REDIS: redis_key,
-            UVICORN_LIMITED: limited_key,
-            UVICORN_REDIS_FROZEN: redis_key,
-            UVICORN_LIMITED_FROZEN: limited_key,
-            GUNICORN_BARE: BARE_KEY,
-            GUNICORN_MEMORY: Path(files["gunicorn"]).read_text(),
+        shared = {  # cases served by another case's server
+            UVICORN_NO_KEY: UVICORN_BARE,
+            UVICORN_LIMITED: UVICORN_REDIS,
+            UVICORN_LIMITED_FROZEN: UVICORN_REDIS_FROZEN,
         }
         order = [
             UVICORN_BARE,
@@ -213,17 +204,32 @@ def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, f
             GUNICORN_MEMORY,
         ]
         samples: dict[str, list[dict[str, float]]] = {name: [] for name in order}
-        try:
-            for name in order:  # warm up: imports, caches, connections, the script
-                _load(servers[name][1], 1, keys[name])
-            for index in range(rounds):
+        for index in range(rounds):
+            # Fresh server processes every round (see the module's docstring).
+            servers = {name: _serve(*spec) for name, spec in plan.items()}
+            try:
+                keys = {
+                    UVICORN_BARE: BARE_KEY,
+                    UVICORN_NO_KEY: None,
+                    UVICORN_PEER: HAND_KEY,
+                    UVICORN_MEMORY: Path(files["uvicorn"]).read_text(),
+                    UVICORN_REDIS: redis_key,
+                    UVICORN_LIMITED: limited_key,
+                    UVICORN_REDIS_FROZEN: redis_key,
+                    UVICORN_LIMITED_FROZEN: limited_key,
+                    GUNICORN_BARE: BARE_KEY,
+                    GUNICORN_MEMORY: Path(files["gunicorn"]).read_text(),
+                }
+                ports = {name: servers[shared.get(name, name)][1] for name in order}
+                for name in order:  # warm up: imports, caches, connections, the script
+                    _load(ports[name], 1, keys[name])
                 shift = index % len(order)
                 for name in order[shift:] + order[:shift]:
-                    samples[name].append(_load(servers[name][1], seconds, keys[name]))
-        finally:
-            for process, _ in set(servers.values()):
-                process.terminate()
-                process.wait(timeout=10)
+                    samples[name].append(_load(ports[name], seconds, keys[name]))
+            finally:
+                for process, _ in servers.values():
+                    process.terminate()
+                    process.wait(timeout=10)
 
     results: dict[str, dict[str, float]] = {}
     for name, runs in samples.items():
