@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/results", help="where results go")
     args = parser.parse_args(argv)
     rounds, iterations = (2, 20) if args.quick else (15, 2000)
-    e2e_seconds, e2e_rounds, trials = (1.0, 1, 20) if args.quick else (3.0, 5, 300)
+    e2e_seconds, e2e_rounds, trials = (1.0, 1, 20) if args.quick else (2.0, 7, 300)
     memory_keys, limiter_requests = (2_000, 2_000) if args.quick else (100_000, 200_000)
     started = time.monotonic()
     out = Path(args.out)
