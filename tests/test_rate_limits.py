@@ -158,3 +158,46 @@ def test_a_burst_on_one_key_is_charged_in_one_script_call(
 def _evalsha_calls(store: object) -> int:
     stats = store._client().info("commandstats")  # type: ignore[attr-defined]
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+@pytest.mark.redis
+def test_calls_made_while_a_flush_is_in_flight_go_out_together(
+    request: pytest.FixtureRequest, namespace: str
+):
+    """One flush of the rate-limit pipeline is in flight at a time: the requests of a key made
+    while Redis is answering the previous flush (held here by CLIENT PAUSE) wait, merge, and
+    go out as one script call as soon as it is answered, whatever turn they were made in."""
+    import asyncio
+
+    from tests.conftest import make_store
+
+    store = make_store("redis", request, namespace)
+    issued = KeyManager(store).create(
+        scopes=["quotes:read"], rate_limit=RateLimit(100, timedelta(hours=1))
+    )
+    auth = Authenticator(store)
+    store.get_key(issued.key.id)
+    assert store.subscribed.wait(5)
+
+    async def one() -> object:
+        return await auth.authenticate_async(issued.secret)
+
+    async def run() -> tuple[list[object], int]:
+        try:
+            await one()  # verified and cached, the script loaded
+            before = _evalsha_calls(store)
+            store._client().client_pause(300, all=False)  # type: ignore[attr-defined]
+            first = asyncio.gather(*[one() for _ in range(3)])
+            await asyncio.sleep(0.05)  # its flush is sent and waits on the paused server
+            second = asyncio.gather(*[one() for _ in range(3)])
+            await asyncio.sleep(0)
+            third = asyncio.gather(*[one() for _ in range(3)])
+            answers = [*await first, *await second, *await third]
+            return answers, _evalsha_calls(store) - before
+        finally:
+            await store.aclose()
+
+    answers, calls = asyncio.run(run())
+    remaining = sorted(a.rate_limit.remaining for a in answers)  # type: ignore[attr-defined]
+    assert remaining == list(range(90, 99))  # 9 accepted after the first, each counted once
+    assert calls == 2  # the paused flush, then the second and third turns' requests together

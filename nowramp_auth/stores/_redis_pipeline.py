@@ -1,25 +1,29 @@
 """Auto-pipelining of rate-limit script calls on one event loop.
 
 A rate-limited key costs one atomic script call per request. Requests in flight at the same
-moment need not each wait for their own round trip: calls made during one turn of the event
-loop are queued and sent together, in the next turn, as one non-transactional pipeline of
-``EVALSHA`` calls. Redis still runs each script alone and atomically, so the limit holds
-exactly as with separate calls; only the round trips are shared. Each pipeline takes one gate
-permit (one connection), so batches also wait rather than fail under a burst.
+moment need not each wait for their own round trip: calls are queued and sent together as one
+non-transactional pipeline of ``EVALSHA`` calls, in the next turn of the event loop, or, while
+a flush is in flight, as soon as it is answered (one flush in flight per loop: under load the
+pipelines grow rather than multiply, so each request pays a smaller share of one). A call thus
+waits at most for the flush before it (bounded by ``queue_timeout`` and ``socket_timeout``).
+Redis still runs each script alone and atomically, so the limit holds exactly as with
+separate calls; only the round trips are shared. Each pipeline takes one gate permit (one
+connection), so batches also wait rather than fail under a burst.
 
 A script Redis does not know (``NOSCRIPT``, after a restart) did not run: it is loaded again
 and those calls are sent again. Any other failure of a pipeline (a timeout after sending, a
 dropped connection) leaves the outcome unknown, so nothing is retried: every call of that
 batch fails closed with ``StoreUnavailable``.
 
-With a :class:`Merging`, calls that name the same ``group`` in one turn (the rate-limit checks
+With a :class:`Merging`, calls that name the same ``group`` in one flush (the rate-limit checks
 of one key) are merged into one script call that is told how many requests it serves and
 answers for all of them at once, still in one atomic step; its ``split`` turns that one reply
 into one reply per call, in the order the calls were made. A burst on one key then costs
 Redis one script run per turn instead of one per request.
 
 redis-py refuses ``EVALSHA`` in a Redis Cluster pipeline, so on a cluster each merged call is
-its own command (still behind the gate, so a burst waits rather than fails).
+its own command, sent concurrently (still behind the gate, so a burst waits rather than
+fails).
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ class _Call:
 
 class ScriptPipeline:
     """Batches the calls of one script made on one event loop into pipelines; with
-    ``merging``, calls naming the same ``group`` in one turn merge into one call (see the
+    ``merging``, calls naming the same ``group`` in one flush merge into one call (see the
     module's docstring)."""
 
     def __init__(
@@ -84,6 +88,7 @@ class ScriptPipeline:
         self._queue: list[_Call] = []
         self._groups: dict[Hashable, _Call] = {}
         self._scheduled = False
+        self._in_flight = 0  # tasks of the last flush still running (one flush at a time)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def call(self, keys: Sequence[str], args: Sequence[Any], group: Hashable = None) -> Any:
@@ -106,13 +111,15 @@ class ScriptPipeline:
             self._queue.append(merged)
         else:
             self._queue.append(_Call(keys, args, future))
-        if not self._scheduled:
+        if not self._scheduled and not self._in_flight:
             self._scheduled = True
             self._state.loop.call_soon(self._flush)
         return future
 
     def _flush(self) -> None:
         self._scheduled = False
+        if not self._queue:
+            return
         self._groups = {}
         queue, self._queue = self._queue, []
         if self._clients.cluster:  # each (merged) call its own command, concurrently
@@ -125,7 +132,17 @@ class ScriptPipeline:
     def _spawn(self, coroutine: Any) -> None:
         task = self._state.loop.create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._in_flight += 1
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        # One flush in flight at a time: calls made meanwhile wait in the queue (merging
+        # with each other) and go out together as soon as the flush in flight is answered.
+        self._tasks.discard(task)
+        self._in_flight -= 1
+        if not self._in_flight and self._queue and not self._scheduled:
+            self._scheduled = True
+            self._state.loop.call_soon(self._flush)
 
     def _command_args(self, call: _Call) -> Sequence[Any]:
         merging = self._merging

@@ -94,7 +94,7 @@ return 'ok'
 
 # One rate-limit step on Redis' own clock, so every instance shares one time line, for one
 # request or for several of one key at once (the requests of one key that an event loop
-# sends in the same turn: the first ones are accepted while there is room, the rest refused,
+# sends in one flush: the first ones are accepted while there is room, the rest refused,
 # all in this one atomic step). The state of a key lineage's budget is one of two structures
 # (both under the lineage's hash tag):
 # * ARGV[4] == 0 (limits up to EXACT_LIMIT, see _sliding_log): an exact sliding log, a

@@ -280,7 +280,7 @@ class RedisKeyStore:
 
     def _pipeline(self, name: str) -> ScriptPipeline:
         # The running event loop's pipeline of one script (the rate limit's merges the calls
-        # of one lineage made in the same turn: see _redis_pipeline).
+        # of one lineage sent in one flush: see _redis_pipeline).
         state = self._clients.loop_state()
         pipeline: ScriptPipeline | None = state.batchers.get(name)
         if pipeline is None:
@@ -388,8 +388,8 @@ class RedisKeyStore:
         self, lineage: str, limit: RateLimit, now: datetime
     ) -> Awaitable[RateLimitStatus]:
         """Async twin of :meth:`hit_rate_limit`: the future of the status. The calls of one
-        lineage made in the same turn of the event loop are charged in one script call, and
-        calls in flight together share a pipeline (see ``_redis_pipeline``). A plain method
+        lineage sent in one flush of the event loop's pipeline are charged in one script call,
+        and calls of different lineages share the pipeline (see ``_redis_pipeline``). A plain method
         returning the future: no coroutine of its own per rate-limited request."""
         keys, args = self._rate_call(lineage, limit)
         return self._pipeline("RATE_LIMIT").submit(keys, args, (lineage, limit))
