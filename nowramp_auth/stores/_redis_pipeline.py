@@ -19,7 +19,7 @@ With a :class:`Merging`, calls that name the same ``group`` in one flush (the ra
 of one key) are merged into one script call that is told how many requests it serves and
 answers for all of them at once, still in one atomic step; its ``split`` turns that one reply
 into one reply per call, in the order the calls were made. A burst on one key then costs
-Redis one script run per turn instead of one per request.
+Redis one script run per flush instead of one per request.
 
 redis-py refuses ``EVALSHA`` in a Redis Cluster pipeline, so on a cluster each merged call is
 its own command, sent concurrently (still behind the gate, so a burst waits rather than

@@ -388,9 +388,9 @@ class RedisKeyStore:
         self, lineage: str, limit: RateLimit, now: datetime
     ) -> Awaitable[RateLimitStatus]:
         """Async twin of :meth:`hit_rate_limit`: the future of the status. The calls of one
-        lineage sent in one flush of the event loop's pipeline are charged in one script call,
-        and calls of different lineages share the pipeline (see ``_redis_pipeline``). A plain method
-        returning the future: no coroutine of its own per rate-limited request."""
+        lineage sent in one flush of the event loop's pipeline are charged in one script
+        call, and calls of different lineages share the pipeline (see ``_redis_pipeline``).
+        A plain method returning the future: no coroutine of its own per request."""
         keys, args = self._rate_call(lineage, limit)
         return self._pipeline("RATE_LIMIT").submit(keys, args, (lineage, limit))
 
