@@ -206,8 +206,10 @@ def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, f
         samples: dict[str, list[dict[str, float]]] = {name: [] for name in order}
         for index in range(rounds):
             # Fresh server processes every round (see the module's docstring).
-            servers = {name: _serve(*spec) for name, spec in plan.items()}
+            servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
             try:
+                for name, spec in plan.items():  # started inside try: a failed start stops all
+                    servers[name] = _serve(*spec)
                 keys = {
                     UVICORN_BARE: BARE_KEY,
                     UVICORN_NO_KEY: None,
