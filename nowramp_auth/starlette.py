@@ -139,10 +139,10 @@ class ApiKeyMiddleware:
                             request_var.reset(token)
                         return
                     if principal is None:  # not seen before: made up, or verify in full
-                        await self._verify(scope, receive, send, api_key, peer, path)
+                        await self._verify(scope, receive, send, api_key, peer, method, path, route)
                         return
                     # A LimitedKey: one limiter call, then served as the general path does.
-                    await self._limited(scope, receive, send, principal, peer, path)
+                    await self._limited(scope, receive, send, principal, peer, method, path, route)
                     return
         await self._general(scope, receive, send)
 
@@ -202,11 +202,12 @@ class ApiKeyMiddleware:
         send: Send,
         api_key: bytes,
         peer: str | None,
+        method: str,
         path: str,
+        route: frozenset[str],
     ) -> None:
         # A sole X-API-Key the fast path does not know: refused at once when it does not
         # parse, else the key flow in full (the route's scopes first: the commit point).
-        method = scope["method"]
         auth = self.authenticator
         parsed = auth.parse_presented(api_key, peer, method, path)
         if isinstance(parsed, AuthError):
@@ -217,7 +218,7 @@ class ApiKeyMiddleware:
                 api_key.decode("latin-1"),
                 parsed,
                 client_ip=peer,
-                required_scopes=self._route_scopes.lookup(method, path, scope),
+                required_scopes=route,
                 method=method,
                 path=path,
             )
@@ -233,14 +234,15 @@ class ApiKeyMiddleware:
         send: Send,
         key: LimitedKey,
         peer: str | None,
+        method: str,
         path: str,
+        route: frozenset[str],
     ) -> None:
-        method = scope["method"]
         try:
             principal = await self.authenticator.charge_async(
                 key,
                 client_ip=peer,
-                required_scopes=self._route_scopes.lookup(method, path, scope),
+                required_scopes=route,
                 method=method,
                 path=path,
             )

@@ -105,7 +105,9 @@ class ApiKeyMiddleware:
                     finally:
                         request_var.reset(token)
                 if principal is not None:  # a LimitedKey: one limiter call first
-                    return self._limited(environ, start_response, principal, peer, path)
+                    return self._limited(
+                        environ, start_response, principal, peer, method, path, route
+                    )
                 if "," not in api_key:
                     # Not seen before: a made-up key, or one no record matches, is refused
                     # here (see Authenticator.parse_presented); the rest takes the general path.
@@ -146,14 +148,15 @@ class ApiKeyMiddleware:
         start_response: StartResponse,
         key: LimitedKey,
         peer: str | None,
+        method: str,
         path: str,
+        route: frozenset[str],
     ) -> Iterable[bytes]:
-        method = environ.get("REQUEST_METHOD", "GET")
         try:
             principal = self.authenticator.charge(
                 key,
                 client_ip=peer,
-                required_scopes=self._route_scopes.lookup(method, path, environ),
+                required_scopes=route,
                 method=method,
                 path=path,
             )
