@@ -24,7 +24,7 @@ from ._clock import Clock, require_aware, seconds_clock, utc_now
 from ._credentials import Credential, read_credential
 from ._decision import _DUMMY_DIGEST, decide_key, decide_session, derived, verify_session_digest
 from ._errors import AuthError, ErrorCode
-from ._fast_path import LimitedKey, VerifiedKeys
+from ._fast_path import Charger, LimitedKey, VerifiedKeys
 from ._keys import (
     ParsedKey,
     generate_session_token,
@@ -429,7 +429,7 @@ class Authenticator:
             principal = _charged(key.principal, status)
         except (AuthError, StoreUnavailable) as exc:
             raise self._charge_refused(exc, client_ip, method, path) from None
-        self._count_charged(key, now)
+        self._count_charged(key, now.timestamp())
         return principal
 
     async def charge_async(
@@ -446,23 +446,27 @@ class Authenticator:
             return self.charge(
                 key, client_ip=client_ip, required_scopes=required_scopes, method=method, path=path
             )
-        now = self._now()
+        # Every request of a rate-limited key on Redis runs this: the scope check, the one
+        # limiter call the key's LimitedKey holds (its future, shared with the requests in
+        # flight: see the store's pipeline), the principal with the limit's state, one
+        # usage append. The clock is read as a float: no datetime on this path.
+        now = self._now_seconds()
         try:
-            _check_route_scopes(key, required_scopes)
-            status = await self.store.hit_rate_limit_async(  # type: ignore[attr-defined]
-                key.lineage, key.limit, now
-            )
-            principal = _charged(key.principal, status)
+            if required_scopes and not key.principal.scopes.issuperset(required_scopes):
+                _check_route_scopes(key, required_scopes)  # raises the refusal
+            status = await key.charge_async(now)
+            if not status.allowed:
+                _charged(key.principal, status)  # raises the refusal
         except (AuthError, StoreUnavailable) as exc:
             raise self._charge_refused(exc, client_ip, method, path) from None
         self._count_charged(key, now)
-        return principal
+        return with_rate_limit(key.principal, status)
 
-    def _count_charged(self, key: LimitedKey, now: datetime) -> None:
+    def _count_charged(self, key: LimitedKey, now: float) -> None:
         # Only the fast path makes a LimitedKey, so it exists; it counts into the key's cell.
         verified = self._verified
         assert verified is not None, "a LimitedKey comes from accept_verified"
-        verified.count_charged(key, now.timestamp())
+        verified.count_charged(key, now)
 
     def _charge_refused(
         self, exc: Exception, ip: ClientIp, method: str | None, path: str | None
@@ -708,7 +712,25 @@ def _verified_keys(
     if audit_successes or not all(callable(hook) for hook in hooks):
         return None
     current, cell, fold = hooks
-    return VerifiedKeys(current, seconds_clock(clock), cell, fold)
+    charger = getattr(store, "rate_charger", None)
+    return VerifiedKeys(current, seconds_clock(clock), cell, fold, charger or _charger_of(store))
+
+
+def _charger_of(store: KeyStore) -> Callable[[str, RateLimit], Charger]:
+    # A store without its own ``rate_charger``: each call goes through hit_rate_limit_async.
+    def charger(lineage: str, limit: RateLimit) -> Charger:
+        def charge(now: float) -> Awaitable[RateLimitStatus]:
+            hit = store.hit_rate_limit_async  # type: ignore[attr-defined]
+            status: Awaitable[RateLimitStatus] = hit(lineage, limit, _from_seconds(now))
+            return status
+
+        return charge
+
+    return charger
+
+
+def _from_seconds(now: float) -> datetime:
+    return datetime.fromtimestamp(now, UTC)
 
 
 def _general_flow_only(*_args: object) -> None:

@@ -38,16 +38,16 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from hashlib import blake2s
 from hmac import compare_digest
 from typing import NamedTuple
 
 from ._client_ip import NetworkSet, parse_ip
-from ._models import Principal, RateLimit, StoredKey
+from ._models import Principal, RateLimit, RateLimitStatus, StoredKey
 from .stores._usage import FOLD_AT
 
-__all__ = ["DEFAULT_MAX_ENTRIES", "LimitedKey", "VerifiedKeys", "cache_digest"]
+__all__ = ["DEFAULT_MAX_ENTRIES", "Charger", "LimitedKey", "VerifiedKeys", "cache_digest"]
 
 DEFAULT_MAX_ENTRIES = 10_000
 _MAX_PEERS = 256
@@ -57,6 +57,8 @@ _NEVER = math.inf
 _EXPIRY_MARGIN = 0.001
 
 CurrentKey = Callable[[str], StoredKey | None]
+Charger = Callable[[float], Awaitable[RateLimitStatus]]
+"""One async limiter call of one key, ``(now in epoch seconds)`` to its status."""
 
 
 def cache_digest(api_key: bytes) -> bytes:
@@ -75,6 +77,7 @@ class LimitedKey(NamedTuple):
     lineage: str
     limit: RateLimit
     usage: list[float]  # the store's usage cell of this key
+    charge_async: Charger  # the store's async limiter call for this key, built once
 
 
 # An entry is a plain tuple, built in ``remember`` (field by field, commented there): a hit
@@ -102,11 +105,14 @@ class VerifiedKeys:
         usage_cell: the store's ``usage_cell``: a key id's list of request times, appended to
             without a lock (see :mod:`nowramp_auth.stores._usage`).
         fold_usage: the store's ``fold_usage``, called when a cell grows past ``FOLD_AT``.
+        charger: ``(lineage, limit)`` to that budget's async limiter call (built once per
+            record version, kept in its :class:`LimitedKey`).
         max_entries: bound on remembered keys (the oldest is dropped first).
     """
 
     __slots__ = (
         "_cell",
+        "_charger",
         "_current",
         "_entries",
         "_fold",
@@ -121,8 +127,10 @@ class VerifiedKeys:
         now: Callable[[], float],
         usage_cell: Callable[[str], list[float]],
         fold_usage: Callable[[str, list[float]], None],
+        charger: Callable[[str, RateLimit], Charger],
         max_entries: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
+        self._charger = charger
         self._current = current_key
         self._now = now
         self._cell = usage_cell
@@ -199,7 +207,8 @@ class VerifiedKeys:
         usage = self._cell(record.id)
         limited = None
         if record.rate_limit is not None:
-            limited = LimitedKey(principal, record.lineage, record.rate_limit, usage)
+            charge = self._charger(record.lineage, record.rate_limit)
+            limited = LimitedKey(principal, record.lineage, record.rate_limit, usage, charge)
         entry: _Entry = (
             digest,  # cache_digest of the key (compared in constant time on a hit)
             stored,  # the record version the entry was made from (compared by identity)

@@ -19,7 +19,6 @@ from ._authenticator import Authenticator
 from ._client_ip import IPAddress
 from ._context import request_var
 from ._errors import AuthError
-from ._fast_path import LimitedKey
 from ._guards import middleware_options, required_scopes, scope_guard
 from ._http import create_widget_session_async, session_created
 from ._models import Principal
@@ -142,7 +141,18 @@ class ApiKeyMiddleware:
                         await self._verify(scope, receive, send, api_key, peer, method, path, route)
                         return
                     # A LimitedKey: one limiter call, then served as the general path does.
-                    await self._limited(scope, receive, send, principal, peer, method, path, route)
+                    try:
+                        charged = await self.authenticator.charge_async(
+                            principal,
+                            client_ip=peer,
+                            required_scopes=route,
+                            method=method,
+                            path=path,
+                        )
+                    except AuthError as error:
+                        await refuse(scope, send, error)
+                        return
+                    await self._serve(scope, receive, send, charged, peer, method, path)
                     return
         await self._general(scope, receive, send)
 
@@ -217,30 +227,6 @@ class ApiKeyMiddleware:
             principal = await auth.authenticate_parsed_async(
                 api_key.decode("latin-1"),
                 parsed,
-                client_ip=peer,
-                required_scopes=route,
-                method=method,
-                path=path,
-            )
-        except AuthError as error:
-            await refuse(scope, send, error)
-            return
-        await self._serve(scope, receive, send, principal, peer, method, path)
-
-    async def _limited(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        key: LimitedKey,
-        peer: str | None,
-        method: str,
-        path: str,
-        route: frozenset[str],
-    ) -> None:
-        try:
-            principal = await self.authenticator.charge_async(
-                key,
                 client_ip=peer,
                 required_scopes=route,
                 method=method,

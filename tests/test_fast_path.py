@@ -5,13 +5,13 @@ the fast path is really taken."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
-from nowramp_auth import RateLimit
+from nowramp_auth import Authenticator, KeyManager, MemoryKeyStore, RateLimit, RateLimitStatus
 from nowramp_auth._fast_path import LimitedKey
-from nowramp_auth.testing import AuthKit, auth_kit
+from nowramp_auth.testing import AuthKit, FrozenClock, auth_kit
 from tests.harness import CALLERS
 
 OK_ADDRESS = "198.51.100.7"
@@ -302,3 +302,42 @@ def test_the_fast_path_keeps_a_blake2s_digest_of_the_key_and_never_the_plaintext
     # A key one character off shares no entry: the general flow refuses it.
     typo = issued.secret[:-1] + ("A" if issued.secret[-1] != "A" else "B")
     assert auth.accept_verified(typo.encode(), None) is None
+
+
+class AwaitedMemoryStore(MemoryKeyStore):
+    """An async store without a ``rate_charger`` of its own: the authenticator's rate-limited
+    fast path reaches its ``hit_rate_limit_async``, once per request, with the clock's time."""
+
+    request_path_never_blocks = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hits: list[datetime] = []
+
+    async def hit_rate_limit_async(
+        self, lineage: str, limit: RateLimit, now: datetime
+    ) -> RateLimitStatus:
+        self.hits.append(now)
+        return self.hit_rate_limit(lineage, limit, now)
+
+
+def test_a_store_without_its_own_charger_is_charged_through_hit_rate_limit_async():
+    store = AwaitedMemoryStore()
+    clock = FrozenClock()
+    issued = KeyManager(store, clock=clock).create(
+        scopes=["quotes:read"], rate_limit=RateLimit(3, timedelta(hours=1))
+    )
+    auth = Authenticator(store, clock=clock)
+    call = CALLERS["starlette"](auth)
+    headers = [("X-API-Key", issued.secret)]
+    responses = [call("GET", "/quotes", headers) for _ in range(5)]
+    assert [r.status for r in responses] == [200, 200, 200, 429, 429]
+    assert [r.headers.get("ratelimit-remaining") for r in responses[:3]] == ["2", "1", "0"]
+    assert isinstance(auth.accept_verified(issued.secret.encode(), None), LimitedKey)
+    # The first request took the general flow (the sync store call of its generator driver
+    # goes through hit_rate_limit_async too); every one made exactly one limiter call, at
+    # the clock's time.
+    assert len(store.hits) == 5
+    assert all(abs((hit - clock.now).total_seconds()) < 1e-5 for hit in store.hits)
+    assert all(hit.tzinfo is not None for hit in store.hits)
+    assert KeyManager(store).get(issued.key.id).request_count == 3

@@ -42,7 +42,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
@@ -105,6 +105,10 @@ def _as_dict(flat: list[str]) -> dict[str, str]:
 
 def _evalsha(client: Any, *, sha: str, keys: list[str], args: list[Any]) -> Any:
     return client.evalsha(sha, len(keys), *keys, *args)
+
+
+_RateCall = tuple[list[str], tuple[int, int, int], str]
+"""A rate-limit script call's keys, its limit's arguments and its merge group."""
 
 
 def _rate_statuses(reply: list[Any], charged: int, args: Sequence[Any]) -> list[RateLimitStatus]:
@@ -194,7 +198,7 @@ class RedisKeyStore:
         )
         self._member_prefix = secrets.token_hex(6) + ":"
         self._members = itertools.count()
-        self._rate_calls: dict[tuple[str, RateLimit], tuple[list[str], tuple[int, ...]]] = {}
+        self._rate_calls: dict[str, tuple[RateLimit, _RateCall]] = {}
         self._flush_interval = usage_flush_interval
         self._invalidation = invalidation
         self._lock = threading.Lock()
@@ -359,17 +363,22 @@ class RedisKeyStore:
         if result != "ok":
             raise ValueError(f"session id {session.id} already exists")
 
-    def _rate_call(self, lineage: str, limit: RateLimit) -> tuple[list[str], tuple[int, ...]]:
-        # Key names and the limit's arguments, built once per (lineage, limit): this runs per
-        # request. The unique member is drawn per script call (_rate_argv).
-        call = self._rate_calls.get((lineage, limit))
-        if call is None:
-            keys = [self.names.rate_log(lineage), self.names.rate_counts(lineage)]
-            sub_windows = 0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS
-            call = (keys, (limit.requests, limit.window_ms, sub_windows))
-            if len(self._rate_calls) >= 10_000:
-                self._rate_calls.clear()
-            self._rate_calls[(lineage, limit)] = call
+    def _rate_call(self, lineage: str, limit: RateLimit) -> _RateCall:
+        # Key names, the limit's arguments and the merge group, built once per (lineage,
+        # limit): this runs per request, so the lookup is by the lineage (a str: its hash is
+        # cached) and the limit is compared by identity (a record version's limit is one
+        # object), not hashed. The unique member is drawn per script call (_rate_argv).
+        entry = self._rate_calls.get(lineage)
+        if entry is not None and (entry[0] is limit or entry[0] == limit):
+            return entry[1]
+        keys = [self.names.rate_log(lineage), self.names.rate_counts(lineage)]
+        sub_windows = 0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS
+        # Calls merge only with calls of the same lineage under the same limit.
+        group = f"{lineage}\x00{limit.requests}\x00{limit.window_ms}"
+        call = (keys, (limit.requests, limit.window_ms, sub_windows), group)
+        if len(self._rate_calls) >= 10_000:
+            self._rate_calls.clear()
+        self._rate_calls[lineage] = (limit, call)
         return call
 
     def _rate_argv(self, limit: Sequence[Any], requests: int) -> list[Any]:
@@ -380,7 +389,7 @@ class RedisKeyStore:
 
     def hit_rate_limit(self, lineage: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
         """One atomic step of the lineage's budget on Redis' clock (``now`` is not used)."""
-        keys, args = self._rate_call(lineage, limit)
+        keys, args, _ = self._rate_call(lineage, limit)
         reply = self._script("RATE_LIMIT", keys, self._rate_argv(args, 1))
         return _rate_statuses(reply, 1, args)[0]
 
@@ -391,8 +400,21 @@ class RedisKeyStore:
         lineage sent in one flush of the event loop's pipeline are charged in one script
         call, and calls of different lineages share the pipeline (see ``_redis_pipeline``).
         A plain method returning the future: no coroutine of its own per request."""
-        keys, args = self._rate_call(lineage, limit)
-        return self._pipeline("RATE_LIMIT").submit(keys, args, (lineage, limit))
+        keys, args, group = self._rate_call(lineage, limit)
+        return self._pipeline("RATE_LIMIT").submit(keys, args, group)
+
+    def rate_charger(
+        self, lineage: str, limit: RateLimit
+    ) -> Callable[[float], Awaitable[RateLimitStatus]]:
+        """The lineage's async limiter call under ``limit``, built once per record version (the
+        authenticator keeps it with the verified key): per request, only the pipeline's
+        ``submit``. ``now`` is not used (Redis' clock is)."""
+        keys, args, group = self._rate_call(lineage, limit)
+
+        def charge(now: float) -> Awaitable[RateLimitStatus]:
+            return self._pipeline("RATE_LIMIT").submit(keys, args, group)
+
+        return charge
 
     # -- management ---------------------------------------------------------------------------
     def _index(self, key_id: str, project_id: str | None) -> None:
