@@ -71,7 +71,11 @@ class DictBackend(AuthenticationBackend):
         return AuthCredentials(scopes), SimpleUser("partner")
 
 
-def _runner(app: Any, key: str | None, expect: int = 200) -> Callable[[int], None]:
+def _runner(
+    app: Any, key: str | None, expect: int = 200, concurrent: int = 1
+) -> Callable[[int], None]:
+    """``run(n)``: ``n`` requests to ``app``, one at a time or ``concurrent`` at once (then
+    ``n`` is a multiple of it)."""
     headers = [(b"host", b"bench"), (b"accept", b"*/*")]
     if key is not None:
         headers.append((b"x-api-key", key.encode()))
@@ -99,8 +103,12 @@ def _runner(app: Any, key: str | None, expect: int = 200) -> Callable[[int], Non
             statuses.append(message["status"])
 
     async def many(n: int) -> None:
-        for _ in range(n):
-            await app(dict(template), receive, send)
+        if concurrent == 1:
+            for _ in range(n):
+                await app(dict(template), receive, send)
+            return
+        for _ in range(n // concurrent):
+            await asyncio.gather(*[app(dict(template), receive, send) for _ in range(concurrent)])
 
     loop = asyncio.new_event_loop()
 

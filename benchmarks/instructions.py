@@ -14,7 +14,14 @@ cycle than the interpreter's bytecode dispatch, so a bytecode-heavy path such as
 more time per instruction than the peer's. The timing tables of ``python -m benchmarks``
 stay the figures of record; this table says whether a change removed work.
 
-Needs ``valgrind`` (Debian package ``valgrind``); takes about three minutes.
+A second table counts a rate-limited key against an unlimited one on Redis (a private
+redis-server this tool starts), 16 requests at once, so every pipeline flush answers 16 (as
+under ``wrk -c32`` end to end). The store runs without its background threads there (usage
+written behind once an hour, no invalidation listener), whose work would land in the counts
+by wall time. In process, so without the server's own cost per request: the rate-limited
+key's extra instructions, not the end-to-end ratio.
+
+Needs ``valgrind`` (Debian package ``valgrind``); takes about five minutes.
 """
 
 from __future__ import annotations
@@ -27,11 +34,13 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
-from nowramp_auth import MemoryKeyStore
+from nowramp_auth import MemoryKeyStore, RateLimit, RedisKeyStore
 
 from . import asgi, wsgi
+from ._redis import private_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL, LARGE = 1_000, 3_000
@@ -48,6 +57,26 @@ def _wsgi_ours() -> Callable[[int], None]:
     return wsgi._runner(app, key)
 
 
+CONCURRENT = 16
+REDIS_URL_ENV = "BENCH_INSTRUCTIONS_REDIS_URL"
+REDIS_UNLIMITED = f"ours, Redis, unlimited key, {CONCURRENT} at once"
+REDIS_LIMITED = f"ours, Redis, rate-limited key, {CONCURRENT} at once"
+REDIS_CASES = (REDIS_UNLIMITED, REDIS_LIMITED)
+
+
+def _redis_ours(limited: bool) -> Callable[[int], None]:
+    # No background threads: their work would be counted by wall time (see the docstring).
+    store = RedisKeyStore.from_url(
+        os.environ[REDIS_URL_ENV],
+        namespace="bench-instructions",
+        usage_flush_interval=3600,
+        invalidation=False,
+    )
+    limit = RateLimit(10**9, timedelta(hours=1)) if limited else None
+    app, key = asgi._ours(store, limit)
+    return asgi._runner(app, key, concurrent=CONCURRENT)
+
+
 CASES: dict[str, tuple[str, Callable[[], Callable[[int], None]]]] = {
     # name: (what its overhead is measured against, how to build its runner)
     "bare Starlette": ("", lambda: asgi._runner(asgi.bare_app(), asgi.BARE_KEY)),
@@ -56,6 +85,8 @@ CASES: dict[str, tuple[str, Callable[[], Callable[[int], None]]]] = {
     "bare Flask": ("", lambda: wsgi._runner(wsgi._flask(guarded=False), asgi.BARE_KEY)),
     wsgi.PEER: ("bare Flask", lambda: wsgi._runner(wsgi._peer(asgi.HAND_KEY), asgi.HAND_KEY)),
     "Flask + ours, memory store": ("bare Flask", _wsgi_ours),
+    REDIS_UNLIMITED: ("", lambda: _redis_ours(limited=False)),
+    REDIS_LIMITED: (REDIS_UNLIMITED, lambda: _redis_ours(limited=True)),
 }
 PEERS = {asgi.OURS: asgi.PEER, "Flask + ours, memory store": wsgi.PEER}
 ASGI_CASES = ("bare Starlette", asgi.PEER, asgi.OURS)  # --quick: these only
@@ -93,8 +124,20 @@ def _count(case: str, requests: int, warm_up: int) -> int:
 def run(*, quick: bool = False) -> dict[str, float]:
     """Instructions per request of each case."""
     small, large = QUICK if quick else (SMALL, LARGE)
-    warm_up = small if quick else 300
-    cases = ASGI_CASES if quick else tuple(CASES)
+    warm_up = small if quick else 320
+    if quick:
+        return _counts(ASGI_CASES, small, large, warm_up)
+    counts = _counts(tuple(c for c in CASES if c not in REDIS_CASES), small, large, warm_up)
+    with private_redis() as server:
+        os.environ[REDIS_URL_ENV] = server.url
+        try:
+            counts |= _counts(REDIS_CASES, small * 2, large * 2, warm_up)
+        finally:
+            del os.environ[REDIS_URL_ENV]
+    return counts
+
+
+def _counts(cases: tuple[str, ...], small: int, large: int, warm_up: int) -> dict[str, float]:
     return {
         case: (_count(case, large, warm_up) - _count(case, small, warm_up)) / (large - small)
         for case in cases
@@ -110,7 +153,7 @@ def table(counts: dict[str, float]) -> str:
         "|---|---|---|---|",
     ]
     for case, (base, _) in CASES.items():
-        if case not in counts:
+        if case not in counts or case in REDIS_CASES:
             continue
         overhead = counts[case] - counts[base] if base else 0.0
         ratio = ""
@@ -121,6 +164,15 @@ def table(counts: dict[str, float]) -> str:
             ratio = "1.00x"
         shown = f"+{overhead:,.0f}" if base else "-"
         lines.append(f"| {case} | {counts[case]:,.0f} | {shown} | {ratio or '-'} |")
+    if all(case in counts for case in REDIS_CASES):
+        unlimited, limited = counts[REDIS_UNLIMITED], counts[REDIS_LIMITED]
+        lines += [
+            "",
+            "| Redis, in process | instructions | vs the unlimited key |",
+            "|---|---|---|",
+            f"| {REDIS_UNLIMITED} | {unlimited:,.0f} | - |",
+            f"| {REDIS_LIMITED} | {limited:,.0f} | +{limited - unlimited:,.0f} |",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+from typing import Any
 
 import pytest
 
@@ -10,13 +12,36 @@ from benchmarks import asgi, instructions, wsgi
 
 
 @pytest.mark.parametrize("case", list(instructions.CASES))
-def test_every_instruction_count_case_serves_its_requests(case: str):
+def test_every_instruction_count_case_serves_its_requests(
+    case: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+):
     # What runs under callgrind, without it: each case builds and serves (a runner raises
-    # when a request is not answered 200).
+    # when a request is not answered 200). The Redis cases serve 16 requests at once.
+    requests = 3
+    if case in instructions.REDIS_CASES:
+        monkeypatch.setenv(instructions.REDIS_URL_ENV, request.getfixturevalue("redis_url"))
+        requests = instructions.CONCURRENT
     try:
-        instructions._child(case, requests=3, warm_up=2)
+        instructions._child(case, requests=requests, warm_up=requests)
     finally:
         gc.enable()
+
+
+def test_the_concurrent_runner_serves_every_request_at_once_per_round():
+    seen: list[int] = []
+    in_flight = 0
+
+    async def app(scope: dict, receive: object, send: Any) -> None:
+        nonlocal in_flight
+        in_flight += 1
+        await asyncio.sleep(0)  # every request of the round starts before any ends
+        seen.append(in_flight)
+        in_flight -= 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    asgi._runner(app, None, concurrent=4)(8)
+    assert len(seen) == 8 and seen[0] == 4
 
 
 def test_the_instruction_table_compares_overheads_with_the_peers():
@@ -36,3 +61,7 @@ def test_the_instruction_table_compares_overheads_with_the_peers():
     # A quick run counts the ASGI cases only; the table shows what was counted.
     quick = {name: counts[name] for name in instructions.ASGI_CASES}
     assert "Flask" not in instructions.table(quick)
+    assert "Redis" not in instructions.table(quick)
+    redis = {instructions.REDIS_UNLIMITED: 160_000.0, instructions.REDIS_LIMITED: 230_000.0}
+    rows = instructions.table(counts | redis).splitlines()
+    assert f"| {instructions.REDIS_LIMITED} | 230,000 | +70,000 |" in rows
