@@ -133,4 +133,10 @@ class AsyncRequestStore(Protocol):
         self, lineage: str, limit: RateLimit, now: datetime
     ) -> Awaitable[RateLimitStatus]:
         """Async twin of :meth:`KeyStore.hit_rate_limit` (a coroutine function, or a method
-        returning a future)."""
+        returning a future).
+
+        A store may also offer ``rate_charger(lineage, limit)``, returning a function of
+        ``now`` (epoch seconds) that makes the same call: the authenticator builds it once
+        per verified key version and calls it on every rate-limited request of its fast
+        path, so whatever the call needs per budget is prepared once (the Redis store's key
+        names and arguments). Without it, each call goes through this method."""
