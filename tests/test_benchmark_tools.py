@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import asgi, instructions, wsgi
+from benchmarks import asgi, instructions, server_instructions, wsgi
 
 
 @pytest.mark.parametrize("case", list(instructions.CASES))
@@ -65,3 +65,16 @@ def test_the_instruction_table_compares_overheads_with_the_peers():
     redis = {instructions.REDIS_UNLIMITED: 160_000.0, instructions.REDIS_LIMITED: 230_000.0}
     rows = instructions.table(counts | redis).splitlines()
     assert f"| {instructions.REDIS_LIMITED} | 230,000 | +70,000 |" in rows
+
+
+def test_the_server_instruction_table_compares_each_case_with_its_baseline():
+    counts = {
+        server_instructions.BARE: 600_000.0,
+        server_instructions.MEMORY: 630_000.0,
+        server_instructions.REDIS: 640_000.0,
+        server_instructions.LIMITED: 800_000.0,
+    }
+    rows = server_instructions.table(counts).splitlines()
+    assert f"| {server_instructions.BARE} | 600,000 | - | - |" in rows
+    assert f"| {server_instructions.MEMORY} | 630,000 | 1.050x bare | 0.95x |" in rows
+    assert f"| {server_instructions.LIMITED} | 800,000 | 1.250x unlimited | 0.80x |" in rows
