@@ -162,18 +162,27 @@ def _load(port: int, seconds: float, key: str | None) -> dict[str, float]:
     return _python_load(port, seconds, key)
 
 
+def redis_keys(redis_url: str, namespace: str) -> tuple[str, str]:
+    """Two keys the Redis cases present: an unlimited one, and one with a rate limit it
+    never reaches (both with the apps' scope and a loopback allowlist)."""
+    store = RedisKeyStore.from_url(redis_url, namespace=namespace)
+    try:
+        manager = KeyManager(store)
+        unlimited = manager.create(scopes=["quotes:read"], allowed_ips=["127.0.0.0/8"])
+        limited = manager.create(
+            scopes=["quotes:read"],
+            allowed_ips=["127.0.0.0/8"],
+            rate_limit=RateLimit(10**9, timedelta(hours=1)),
+        )
+    finally:
+        store.close()
+    return unlimited.secret, limited.secret
+
+
 def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, float]]:
     """Requests/s and latency percentiles per case (medians over ``rounds``)."""
     namespace = "bench-e2e"
-    store = RedisKeyStore.from_url(redis_url, namespace=namespace)
-    manager = KeyManager(store)
-    redis_key = manager.create(scopes=["quotes:read"], allowed_ips=["127.0.0.0/8"]).secret
-    limited_key = manager.create(
-        scopes=["quotes:read"],
-        allowed_ips=["127.0.0.0/8"],
-        rate_limit=RateLimit(10**9, timedelta(hours=1)),
-    ).secret
-    store.close()
+    redis_key, limited_key = redis_keys(redis_url, namespace)
     redis_env = {"BENCH_REDIS_URL": redis_url, "BENCH_NAMESPACE": namespace}
     with tempfile.TemporaryDirectory() as directory:
         files = {name: str(Path(directory) / name) for name in ("uvicorn", "gunicorn")}

@@ -29,16 +29,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
 
-from nowramp_auth import KeyManager, RateLimit, RedisKeyStore
 from tests.redis_servers import free_port
 
 from ._redis import private_redis
 from .asgi import BARE_KEY
+from .e2e import redis_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTIONS = 32
@@ -138,15 +137,7 @@ def _count(mode: str, env: dict[str, str], key_of: dict[str, str], requests: int
 def run(requests: int = REQUESTS) -> dict[str, float]:
     """Instructions per request of each case's server."""
     with private_redis() as redis:
-        store = RedisKeyStore.from_url(redis.url, namespace=NAMESPACE)
-        manager = KeyManager(store)
-        unlimited = manager.create(scopes=["quotes:read"], allowed_ips=["127.0.0.0/8"]).secret
-        limited = manager.create(
-            scopes=["quotes:read"],
-            allowed_ips=["127.0.0.0/8"],
-            rate_limit=RateLimit(10**9, timedelta(hours=1)),
-        ).secret
-        store.close()
+        unlimited, limited = redis_keys(redis.url, NAMESPACE)
         env = {"BENCH_REDIS_URL": redis.url, "BENCH_NAMESPACE": NAMESPACE}
         return {
             BARE: _count("bare", {}, {"bare": BARE_KEY}, requests),

@@ -140,7 +140,9 @@ class ApiKeyMiddleware:
                     if principal is None:  # not seen before: made up, or verify in full
                         await self._verify(scope, receive, send, api_key, peer, method, path, route)
                         return
-                    # A LimitedKey: one limiter call, then served as the general path does.
+                    # A LimitedKey: one limiter call, then served as the general path does
+                    # (inline rather than a method shared with _verify: every request of a
+                    # rate-limited key would pay for one more coroutine).
                     try:
                         charged = await self.authenticator.charge_async(
                             principal,
