@@ -1,6 +1,6 @@
 """The allow/refuse decision, from (stored record, presented digest, now, client, scopes) (pure).
 
-Order of checks (SPEC): digest → revoked → expired → client address → scopes. The digest is
+Order of checks: digest → revoked → expired → client address → scopes. The digest is
 compared first and in constant time, so a caller without the right secret learns nothing about
 a key's state. An unknown key is compared against a dummy digest, so that path takes the same
 time as a wrong secret.

@@ -1,7 +1,7 @@
 """Only a request that passes every other check uses quota, route guards included: for a
 rate-limited key the adapters resolve the route and check the scopes its guards recorded
 before the one limiter call, so a scope refusal gets its 403 before any 429 and spends
-nothing (SPEC, "Rate limits": the commit point)."""
+nothing (the commit point: see "Rate limits" in the README)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The public API exactly as SPEC.md's contract writes it (names, signatures, behaviour)."""
+"""The public API exactly as its contract writes it (names, signatures, behaviour)."""
 
 from __future__ import annotations
 
