@@ -452,15 +452,13 @@ class Authenticator:
         # usage append. The clock is read as a float: no datetime on this path.
         now = self._now_seconds()
         try:
-            if required_scopes and not key.principal.scopes.issuperset(required_scopes):
-                _check_route_scopes(key, required_scopes)  # raises the refusal
+            _check_route_scopes(key, required_scopes)
             status = await key.charge_async(now)
-            if not status.allowed:
-                _charged(key.principal, status)  # raises the refusal
+            principal = _charged(key.principal, status)
         except (AuthError, StoreUnavailable) as exc:
             raise self._charge_refused(exc, client_ip, method, path) from None
         self._count_charged(key, now)
-        return with_rate_limit(key.principal, status)
+        return principal
 
     def _count_charged(self, key: LimitedKey, now: float) -> None:
         # Only the fast path makes a LimitedKey, so it exists; it counts into the key's cell.
@@ -721,16 +719,14 @@ def _charger_of(store: KeyStore) -> Callable[[str, RateLimit], Charger]:
     def charger(lineage: str, limit: RateLimit) -> Charger:
         def charge(now: float) -> Awaitable[RateLimitStatus]:
             hit = store.hit_rate_limit_async  # type: ignore[attr-defined]
-            status: Awaitable[RateLimitStatus] = hit(lineage, limit, _from_seconds(now))
+            status: Awaitable[RateLimitStatus] = hit(
+                lineage, limit, datetime.fromtimestamp(now, UTC)
+            )
             return status
 
         return charge
 
     return charger
-
-
-def _from_seconds(now: float) -> datetime:
-    return datetime.fromtimestamp(now, UTC)
 
 
 def _general_flow_only(*_args: object) -> None:

@@ -140,21 +140,11 @@ class ApiKeyMiddleware:
                     if principal is None:  # not seen before: made up, or verify in full
                         await self._verify(scope, receive, send, api_key, peer, method, path, route)
                         return
-                    # A LimitedKey: one limiter call, then served as the general path does
-                    # (inline rather than a method shared with _verify: every request of a
-                    # rate-limited key would pay for one more coroutine).
-                    try:
-                        charged = await self.authenticator.charge_async(
-                            principal,
-                            client_ip=peer,
-                            required_scopes=route,
-                            method=method,
-                            path=path,
-                        )
-                    except AuthError as error:
-                        await refuse(scope, send, error)
-                        return
-                    await self._serve(scope, receive, send, charged, peer, method, path)
+                    # A LimitedKey: one limiter call, then served as the general path does.
+                    charge = self.authenticator.charge_async(
+                        principal, client_ip=peer, required_scopes=route, method=method, path=path
+                    )
+                    await self._answer(scope, receive, send, charge, peer, method, path)
                     return
         await self._general(scope, receive, send)
 
@@ -225,15 +215,30 @@ class ApiKeyMiddleware:
         if isinstance(parsed, AuthError):
             await refuse(scope, send, parsed)
             return
+        verified = auth.authenticate_parsed_async(
+            api_key.decode("latin-1"),
+            parsed,
+            client_ip=peer,
+            required_scopes=route,
+            method=method,
+            path=path,
+        )
+        await self._answer(scope, receive, send, verified, peer, method, path)
+
+    async def _answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        pending: Awaitable[Principal],
+        peer: str | None,
+        method: str,
+        path: str,
+    ) -> None:
+        # The fast path's two awaited outcomes (a key verified in full, a rate-limited key
+        # charged): the refusal, or the request served with the principal.
         try:
-            principal = await auth.authenticate_parsed_async(
-                api_key.decode("latin-1"),
-                parsed,
-                client_ip=peer,
-                required_scopes=route,
-                method=method,
-                path=path,
-            )
+            principal = await pending
         except AuthError as error:
             await refuse(scope, send, error)
             return
