@@ -16,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection, Generator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from hmac import compare_digest
+from time import perf_counter
 from typing import Any, TypeVar
 
 from ._audit import AuditEmitter, AuditSink
 from ._client_ip import IPAddress, ip_text, parse_ip, parse_networks, resolve_client_ip
 from ._clock import Clock, require_aware, seconds_clock, utc_now
+from ._context import request_var
 from ._credentials import Credential, read_credential
 from ._decision import _DUMMY_DIGEST, decide_key, decide_session, derived, verify_session_digest
 from ._errors import AuthError, ErrorCode
@@ -33,6 +35,7 @@ from ._keys import (
     parse_session_token,
 )
 from ._manager import validate_project_id
+from ._metrics_source import MetricsExporter, MetricsSource
 from ._models import (
     AuditEvent,
     IssuedSession,
@@ -44,6 +47,7 @@ from ._models import (
     ceil_seconds,
     with_rate_limit,
 )
+from ._request_counts import RequestCounts
 from ._scopes import KNOWN_SCOPES, SERVER_SIDE_SCOPES, check_scope_name
 from .stores._errors import StoreUnavailable
 from .stores._protocol import NOT_CACHED, KeyStore
@@ -52,6 +56,9 @@ __all__ = ["DEFAULT_SESSION_TTL", "Authenticator"]
 
 DEFAULT_SESSION_TTL = timedelta(minutes=30)
 T = TypeVar("T")
+# What a flow the drivers run answers: the principal (or an issued session and its principal)
+# and what else the caller needs.
+Accepted = TypeVar("Accepted", bound=tuple[Any, ...])
 Op = tuple[str, tuple[Any, ...]]
 Flow = Generator[Op, Any, T]
 ClientIp = str | IPAddress | None
@@ -71,6 +78,9 @@ class Authenticator:
             default: every known scope except ``webhooks:*``.
         session_ttl: widget session lifetime (default 30 minutes).
         audit_successes: also emit ``auth.succeeded`` for every accepted request.
+        metrics: an exporter from :mod:`nowramp_auth.metrics` (``PrometheusMetrics``,
+            ``OpenTelemetryMetrics``): each request then counts once, with its final result,
+            key type and authentication time (see :mod:`nowramp_auth._request_counts`).
 
     Example::
 
@@ -89,6 +99,7 @@ class Authenticator:
         widget_scopes: Iterable[str] | None = None,
         session_ttl: timedelta = DEFAULT_SESSION_TTL,
         audit_successes: bool = False,
+        metrics: MetricsExporter | None = None,
     ) -> None:
         if not callable(getattr(store, "get_key", None)) or not callable(
             getattr(store, "digest", None)
@@ -98,6 +109,11 @@ class Authenticator:
             )
         if not isinstance(session_ttl, timedelta) or session_ttl <= timedelta(0):
             raise ValueError("session_ttl must be a positive timedelta")
+        if metrics is not None and not isinstance(metrics, MetricsExporter):
+            raise TypeError(
+                "metrics must be an exporter from nowramp_auth.metrics, not "
+                f"{type(metrics).__name__}"
+            )
         self.store = store
         self.clock: Clock = clock or utc_now
         self.audit = AuditEmitter(audit)
@@ -125,9 +141,17 @@ class Authenticator:
         self._count_refusal: Callable[[str, str, datetime], None] | None = getattr(
             store, "count_refusal", None
         )
-        self.accept_verified: AcceptVerified = (
+        # Metrics: the request counts and the clock that times authentication (none when off).
+        self._counts = RequestCounts() if metrics is not None else None
+        self._timer: Callable[[], float] = perf_counter if metrics is not None else _untimed
+        accept: AcceptVerified = (
             self._verified.accept if self._verified is not None else _general_flow_only
         )
+        if self._counts is not None:
+            self._counts.hook = metrics.attach(MetricsSource(self._counts, store, self.audit))  # type: ignore[union-attr]
+            if self._verified is not None:
+                accept = self._counts.counting(accept)
+        self.accept_verified: AcceptVerified = accept
         """The fast path (see :mod:`nowramp_auth._fast_path`): ``(key bytes, peer address,
         required scopes=())`` to the principal of a key already verified in full, or ``None``
         for the general flow. Adapters call it first; the peer must be the client (no
@@ -154,8 +178,16 @@ class Authenticator:
     ) -> Principal:
         """The :class:`Principal` of a valid API key; else raise :class:`AuthError`."""
         principal = self._fast(api_key, client_ip, required_scopes)
-        if principal is not None:
+        if isinstance(principal, Principal):
             return principal
+        if principal is not None:  # a rate-limited key: the one limiter call
+            return self.charge(
+                principal,
+                client_ip=client_ip,
+                required_scopes=required_scopes,
+                method=method,
+                path=path,
+            )
         ip = _ip(client_ip)
         return self._run(self._key_flow(api_key, ip, required_scopes), ip, method, path)[0]
 
@@ -170,15 +202,23 @@ class Authenticator:
     ) -> Principal:
         """Async twin of :meth:`authenticate`; never blocks the event loop on store I/O."""
         principal = self._fast(api_key, client_ip, required_scopes)
-        if principal is not None:
+        if isinstance(principal, Principal):
             return principal
+        if principal is not None:  # a rate-limited key: the one limiter call
+            return await self.charge_async(
+                principal,
+                client_ip=client_ip,
+                required_scopes=required_scopes,
+                method=method,
+                path=path,
+            )
         ip = _ip(client_ip)
         flow = self._key_flow(api_key, ip, required_scopes)
         return (await self._run_async(flow, ip, method, path))[0]
 
     def _fast(
         self, api_key: object, client_ip: ClientIp, required: Collection[str]
-    ) -> Principal | None:
+    ) -> Principal | LimitedKey | None:
         # The fast path for direct callers; a scope check failing falls through, so the
         # general flow refuses (and audits) and the request is counted once, not twice.
         if type(api_key) is not str or not (client_ip is None or type(client_ip) is str):
@@ -187,8 +227,7 @@ class Authenticator:
             raw = api_key.encode("ascii")
         except UnicodeEncodeError:
             return None
-        principal = self.accept_verified(raw, client_ip, required)
-        return principal if type(principal) is Principal else None
+        return self.accept_verified(raw, client_ip, required)
 
     def authenticate_session(
         self,
@@ -258,6 +297,7 @@ class Authenticator:
         machinery. Unknown ids and known ids with a wrong secret take the same steps (one
         constant-time compare, against a dummy digest for an unknown id). Adapters then
         verify a parsed key with :meth:`authenticate_parsed_async`."""
+        started = self._timer()
         parsed = parse_key(api_key.decode("latin-1"))
         if parsed is not None:
             current = self._authoritative_key
@@ -268,10 +308,15 @@ class Authenticator:
             digest = self.store.digest(api_key.decode("latin-1"))
             if compare_digest(expected, digest) and stored is not None:
                 return parsed  # the right secret: the general flow checks the rest
-            error = AuthError(ErrorCode.INVALID_API_KEY, key_id=parsed.key_id)
+            error = AuthError(
+                ErrorCode.INVALID_API_KEY,
+                key_id=parsed.key_id,
+                key_type=parsed.key_type,
+                credential="api_key",
+            )
         else:
-            error = AuthError(ErrorCode.INVALID_API_KEY)
-        self._failed(error, _ip(client_ip), method, path)
+            error = AuthError(ErrorCode.INVALID_API_KEY, credential="api_key")
+        self._failed(error, _ip(client_ip), method, path, started)
         return error
 
     async def authenticate_parsed_async(
@@ -298,8 +343,22 @@ class Authenticator:
         path: str | None = None,
     ) -> None:
         """Record an ``auth.failed`` event for a refusal decided outside the authenticator
-        (e.g. by a route's ``require_scopes``)."""
-        self._failed(error, _ip(client_ip), method, path)
+        (e.g. by a route's ``require_scopes``). With metrics, a request this authenticator
+        accepted (the current request) counts with this refusal instead of as accepted."""
+        counts = self._counts
+        if counts is not None:
+            context = request_var.get()
+            if context is not None and context[1] is self:
+                counts.recount(context[0], error)
+            else:
+                counts.refused(error, None)
+        self._audit_failed(error, _ip(client_ip), method, path)
+
+    def _refused_after_acceptance(self, principal: Principal, error: AuthError) -> None:
+        # A request accepted (and counted) that is refused after all, e.g. a widget-session
+        # request with a valid key and a bad body: it counts with that refusal instead.
+        if self._counts is not None:
+            self._counts.recount(principal, error)
 
     def create_session(
         self,
@@ -323,7 +382,7 @@ class Authenticator:
         """
         ip = _ip(client_ip)
         flow = self._create_session_flow(api_key, ip, project_id, customer_id, scopes, actor)
-        return self._run(flow, ip, method, path)
+        return self._run(flow, ip, method, path)[0]
 
     async def create_session_async(
         self,
@@ -340,7 +399,7 @@ class Authenticator:
         """Async twin of :meth:`create_session`."""
         ip = _ip(client_ip)
         flow = self._create_session_flow(api_key, ip, project_id, customer_id, scopes, actor)
-        return await self._run_async(flow, ip, method, path)
+        return (await self._run_async(flow, ip, method, path))[0]
 
     def revoke_session(self, token: str, *, actor: str | None = None) -> SessionRecord:
         """Revoke a widget session (idempotent). ``AuthError(INVALID_SESSION_TOKEN)`` when the
@@ -381,24 +440,26 @@ class Authenticator:
         if api_key is None or api_key == "":
             raise AuthError(ErrorCode.MISSING_API_KEY)
         if not isinstance(api_key, str):
-            raise AuthError(ErrorCode.INVALID_API_KEY)
+            raise AuthError(ErrorCode.INVALID_API_KEY, credential="api_key")
         if parsed is None and (parsed := parse_key(api_key)) is None:
-            raise AuthError(ErrorCode.INVALID_API_KEY)
-        stored: StoredKey | None = yield ("get_key", (parsed.key_id,))
-        now = self._now()
-        digest = self.store.digest(api_key)
+            raise AuthError(ErrorCode.INVALID_API_KEY, credential="api_key")
         try:
+            stored: StoredKey | None = yield ("get_key", (parsed.key_id,))
+            now = self._now()
+            digest = self.store.digest(api_key)
             principal = decide_key(stored, digest, now, ip, required)
+            if self._verified is not None and stored is not None:
+                self._verified.remember(
+                    api_key.encode("latin-1"), stored, principal, derived(stored.record)[1]
+                )
+            limit = stored.record.rate_limit if stored is not None else None
+            if limit is not None and stored is not None:
+                principal = yield from self._limit(principal, stored.record.lineage, limit, now)
         except AuthError as error:
-            error.key_id = parsed.key_id  # public, and what the caller sent: for the audit log
+            # What the caller sent showed these (public): for the audit log and metrics.
+            error.key_id = error.key_id or parsed.key_id
+            error.key_type, error.credential = parsed.key_type, "api_key"
             raise
-        if self._verified is not None and stored is not None:
-            self._verified.remember(
-                api_key.encode("latin-1"), stored, principal, derived(stored.record)[1]
-            )
-        limit = stored.record.rate_limit if stored is not None else None
-        if limit is not None and stored is not None:
-            principal = yield from self._limit(principal, stored.record.lineage, limit, now)
         self.store.record_usage(principal.key_id, now)
         return principal, stored
 
@@ -422,14 +483,15 @@ class Authenticator:
         route's), then make the one limiter call and count the request. ``AuthError``
         (audited) when a scope is missing (nothing spent), the limit is used up or the store
         cannot answer."""
+        started = self._timer()
         now = self._now()
         try:
             _check_route_scopes(key, required_scopes)
             status = self.store.hit_rate_limit(key.lineage, key.limit, now)
             principal = _charged(key.principal, status)
         except (AuthError, StoreUnavailable) as exc:
-            raise self._charge_refused(exc, client_ip, method, path) from None
-        self._count_charged(key, now.timestamp())
+            raise self._charge_refused(exc, key, client_ip, method, path, started) from None
+        self._count_charged(key, now.timestamp(), principal, started)
         return principal
 
     async def charge_async(
@@ -450,31 +512,44 @@ class Authenticator:
         # limiter call the key's LimitedKey holds (its future, shared with the requests in
         # flight: see the store's pipeline), the principal with the limit's state, one
         # usage append. The clock is read as a float: no datetime on this path.
+        started = self._timer()
         now = self._now_seconds()
         try:
             _check_route_scopes(key, required_scopes)
             status = await key.charge_async(now)
             principal = _charged(key.principal, status)
         except (AuthError, StoreUnavailable) as exc:
-            raise self._charge_refused(exc, client_ip, method, path) from None
-        self._count_charged(key, now)
+            raise self._charge_refused(exc, key, client_ip, method, path, started) from None
+        self._count_charged(key, now, principal, started)
         return principal
 
-    def _count_charged(self, key: LimitedKey, now: float) -> None:
-        # Only the fast path makes a LimitedKey, so it exists; it counts into the key's cell.
+    def _count_charged(
+        self, key: LimitedKey, now: float, principal: Principal, started: float
+    ) -> None:
+        # Only the fast path makes a LimitedKey, so it exists; it counts into the key's cell
+        # (usage) and, with metrics, as accepted.
         verified = self._verified
         assert verified is not None, "a LimitedKey comes from accept_verified"
         verified.count_charged(key, now)
+        if self._counts is not None:
+            self._counts.accepted(principal, started)
 
     def _charge_refused(
-        self, exc: Exception, ip: ClientIp, method: str | None, path: str | None
+        self,
+        exc: Exception,
+        key: LimitedKey,
+        ip: ClientIp,
+        method: str | None,
+        path: str | None,
+        started: float,
     ) -> AuthError:
         error = (
             exc
             if isinstance(exc, AuthError)
-            else AuthError(ErrorCode.AUTH_UNAVAILABLE, retry_after=1)
+            else AuthError(ErrorCode.AUTH_UNAVAILABLE, retry_after=1, key_id=key.principal.key_id)
         )
-        self._failed(error, ip, method, path)
+        error.key_type, error.credential = key.principal.key_type, "api_key"
+        self._failed(error, ip, method, path, started)
         return error
 
     def _session_flow(
@@ -482,15 +557,23 @@ class Authenticator:
     ) -> Flow[tuple[Principal, StoredKey | None]]:
         parsed = parse_session_token(token) if isinstance(token, str) else None
         if parsed is None or not isinstance(token, str):
-            raise AuthError(ErrorCode.INVALID_SESSION_TOKEN)
-        found: SessionRecord | None = yield ("get_session", (parsed.session_id,))
-        session = verify_session_digest(found, self.store.digest(token))
-        parent: StoredKey | None = yield ("get_key", (session.key_id,))
-        now = self._now()
-        principal = decide_session(session, parent.record if parent else None, now, required)
-        limit = parent.record.rate_limit if parent is not None else None
-        if limit is not None and parent is not None:
-            principal = yield from self._limit(principal, parent.record.lineage, limit, now)
+            raise AuthError(ErrorCode.INVALID_SESSION_TOKEN, credential="session")
+        parent: StoredKey | None = None
+        try:
+            found: SessionRecord | None = yield ("get_session", (parsed.session_id,))
+            session = verify_session_digest(found, self.store.digest(token))
+            parent = yield ("get_key", (session.key_id,))
+            now = self._now()
+            principal = decide_session(session, parent.record if parent else None, now, required)
+            limit = parent.record.rate_limit if parent is not None else None
+            if limit is not None and parent is not None:
+                principal = yield from self._limit(principal, parent.record.lineage, limit, now)
+        except AuthError as error:
+            # A session's key type is its key's, known once its key is found.
+            error.credential = "session"
+            if parent is not None:
+                error.key_type = parent.record.key_type
+            raise
         self.store.record_usage(principal.key_id, now)
         return principal, parent
 
@@ -503,10 +586,11 @@ class Authenticator:
         method: str | None,
         path: str | None,
     ) -> Flow[tuple[Principal, StoredKey | None]]:
+        started = self._timer()
         try:
             credential: Credential = read_credential(api_keys, authorizations)
         except AuthError as error:
-            self._failed(error, ip, method, path)
+            self._failed(error, ip, method, path, started)
             raise
         if credential.kind == "session":
             return self._session_flow(credential.value, required)
@@ -520,7 +604,7 @@ class Authenticator:
         customer_id: str | None,
         scopes: Iterable[str] | None,
         actor: str | None = None,
-    ) -> Flow[IssuedSession]:
+    ) -> Flow[tuple[IssuedSession, Principal]]:
         project_id = validate_project_id(project_id, optional=False) or ""
         if customer_id is not None and (not isinstance(customer_id, str) or len(customer_id) > 128):
             raise TypeError("customer_id must be a str of at most 128 characters")
@@ -535,6 +619,8 @@ class Authenticator:
                 key_id=principal.key_id,
                 project_id=principal.project_id,
                 verified=True,
+                key_type=principal.key_type,
+                credential="api_key",
             )
         if scopes is None:
             granted = principal.scopes & self.widget_scopes
@@ -548,6 +634,8 @@ class Authenticator:
                     key_id=principal.key_id,
                     project_id=principal.project_id,
                     verified=True,
+                    key_type=principal.key_type,
+                    credential="api_key",
                 )
         now = self._now()
         expires_at = now + self.session_ttl
@@ -574,10 +662,14 @@ class Authenticator:
             client_ip=ip,
             actor=actor,
         )
-        return IssuedSession(token, session_id, expires_at, project_id, granted, customer_id)
+        issued = IssuedSession(token, session_id, expires_at, project_id, granted, customer_id)
+        return issued, principal
 
     # -- drivers ------------------------------------------------------------------------------
-    def _run(self, flow: Flow[T], ip: IPAddress | None, method: str | None, path: str | None) -> T:
+    def _run(
+        self, flow: Flow[Accepted], ip: IPAddress | None, method: str | None, path: str | None
+    ) -> Accepted:
+        started = self._timer()
         try:
             op = next(flow)
             while True:
@@ -585,24 +677,26 @@ class Authenticator:
                 try:
                     result = getattr(self.store, name)(*args)
                 except StoreUnavailable:
-                    raise AuthError(ErrorCode.AUTH_UNAVAILABLE, retry_after=1) from None
+                    # Into the flow, which adds what it knows of the credential.
+                    op = flow.throw(AuthError(ErrorCode.AUTH_UNAVAILABLE, retry_after=1))
+                    continue
                 op = flow.send(result)
         except StopIteration as stop:
-            value: T = stop.value
-            if self.audit_successes:
-                self._succeeded(value, ip, method, path)
+            value: Accepted = stop.value
+            self._accepted(value, ip, method, path, started)
             return value
         except AuthError as error:
-            self._failed(error, ip, method, path)
+            self._failed(error, ip, method, path, started)
             raise
 
     async def _run_async(
-        self, flow: Flow[T], ip: IPAddress | None, method: str | None, path: str | None
-    ) -> T:
+        self, flow: Flow[Accepted], ip: IPAddress | None, method: str | None, path: str | None
+    ) -> Accepted:
         if self._request_path_never_blocks:
             # An in-process store has nothing to await: skip the coroutine machinery.
             return self._run(flow, ip, method, path)
         peek = self._peek
+        started = self._timer()
         try:
             op = next(flow)
             while True:
@@ -614,15 +708,16 @@ class Authenticator:
                     try:
                         result = await call(*args)
                     except StoreUnavailable:
-                        raise AuthError(ErrorCode.AUTH_UNAVAILABLE, retry_after=1) from None
+                        # Into the flow, which adds what it knows of the credential.
+                        op = flow.throw(AuthError(ErrorCode.AUTH_UNAVAILABLE, retry_after=1))
+                        continue
                 op = flow.send(result)
         except StopIteration as stop:
-            value: T = stop.value
-            if self.audit_successes:
-                self._succeeded(value, ip, method, path)
+            value: Accepted = stop.value
+            self._accepted(value, ip, method, path, started)
             return value
         except AuthError as error:
-            self._failed(error, ip, method, path)
+            self._failed(error, ip, method, path, started)
             raise
 
     def _store_call(self, call: Callable[[], T]) -> T:
@@ -637,7 +732,34 @@ class Authenticator:
             ip = ip_text(client_ip)
             self.audit.emit(AuditEvent(type_, self._now(), client_ip=ip, **fields))
 
+    def _accepted(
+        self,
+        value: Accepted,
+        ip: IPAddress | None,
+        method: str | None,
+        path: str | None,
+        started: float,
+    ) -> None:
+        # The end of every accepted flow: counted (metrics), audited when asked.
+        if self._counts is not None:
+            self._counts.accepted(value[0] if type(value[0]) is Principal else value[1], started)
+        if self.audit_successes:
+            self._succeeded(value, ip, method, path)
+
     def _failed(
+        self,
+        error: AuthError,
+        ip: IPAddress | str | None,
+        method: str | None,
+        path: str | None,
+        started: float,
+    ) -> None:
+        # Every refused request ends here once: counted (metrics) and audited.
+        if self._counts is not None:
+            self._counts.refused(error, started)
+        self._audit_failed(error, ip, method, path)
+
+    def _audit_failed(
         self, error: AuthError, ip: IPAddress | str | None, method: str | None, path: str | None
     ) -> None:
         # auth.failed is the event of every refused request: raw fields, no event object
@@ -731,6 +853,10 @@ def _charger_of(store: KeyStore) -> Callable[[str, RateLimit], Charger]:
 
 def _general_flow_only(*_args: object) -> None:
     return None
+
+
+def _untimed() -> float:
+    return 0.0
 
 
 def _ip(client_ip: ClientIp) -> IPAddress | None:

@@ -99,6 +99,10 @@ class AuthError(Exception):
         verified: the request presented the key's (or session's) secret: the refusal is
             counted in the key's history (not rendered).
         rate_limit: for ``RATE_LIMITED``, the limit's state (rendered as ``RateLimit-*``).
+        key_type: ``"live"`` or ``"test"`` when the credential showed its key's type (for
+            metrics; not rendered).
+        credential: ``"api_key"`` or ``"session"``: what the request presented (for metrics
+            and tracing; not rendered).
     """
 
     def __init__(
@@ -112,6 +116,8 @@ class AuthError(Exception):
         rate_limit: RateLimitStatus | None = None,
         project_id: str | None = None,
         verified: bool = False,
+        key_type: str | None = None,
+        credential: str | None = None,
     ) -> None:
         # Refusals are on the hot path of every bad request: keep construction cheap.
         self.code = code if type(code) is ErrorCode else ErrorCode(code)
@@ -122,6 +128,8 @@ class AuthError(Exception):
         self.rate_limit = rate_limit
         self.project_id = project_id
         self.verified = verified
+        self.key_type = key_type
+        self.credential = credential
         self.args = (self.code,)  # a str Enum: its value, without the Enum descriptor
 
     @property

@@ -108,8 +108,11 @@ def create_widget_session(
     whose key fails is answered with the key's refusal."""
     try:
         request = parse_session_request(body)
-    except AuthError:
-        auth.authenticate_request(api_keys, client_ip=client_ip, method="POST", path=path)
+    except AuthError as error:
+        principal = auth.authenticate_request(
+            api_keys, client_ip=client_ip, method="POST", path=path
+        )
+        auth._refused_after_acceptance(principal, error)
         raise
     return auth.create_session(
         api_keys,
@@ -128,10 +131,11 @@ async def create_widget_session_async(
     """Async twin of :func:`create_widget_session`."""
     try:
         request = parse_session_request(body)
-    except AuthError:
-        await auth.authenticate_request_async(
+    except AuthError as error:
+        principal = await auth.authenticate_request_async(
             api_keys, client_ip=client_ip, method="POST", path=path
         )
+        auth._refused_after_acceptance(principal, error)
         raise
     return await auth.create_session_async(
         api_keys,

@@ -64,6 +64,11 @@ class LocalCache(Generic[V]):
         self._async_flights: dict[tuple[int, str], asyncio.Future[V | None]] = {}
         self.accepting = True
         """False while cross-instance invalidation is down: serve entries, add none."""
+        self.hits = 0
+        """Lookups answered from the cache (``peek``, ``get``, ``get_async``)."""
+        self.misses = 0
+        """Lookups that had to load (``get``, ``get_async``; a ``peek`` that finds nothing is
+        followed by one of those, which counts it)."""
 
     def current(self, key: str) -> V | None:
         """The cached record for ``key`` while it is fresh, else ``None``; no lock, no I/O.
@@ -94,7 +99,10 @@ class LocalCache(Generic[V]):
         if not self.enabled:
             return default
         cached = self._lookup(key)
-        return default if cached is _MISSING else cached
+        if cached is _MISSING:
+            return default
+        self.hits += 1
+        return cached
 
     def _fill(self, key: str, value: V | None, epoch: int) -> None:
         if not self.enabled or not self.accepting:
@@ -115,7 +123,9 @@ class LocalCache(Generic[V]):
         if self.enabled:
             cached = self._lookup(key)
             if cached is not _MISSING:
+                self.hits += 1
                 return cached  # type: ignore[return-value]
+        self.misses += 1
         with self._lock:
             epoch = self._epoch
             flight = self._flights.get(key)
@@ -144,7 +154,9 @@ class LocalCache(Generic[V]):
         if self.enabled:
             cached = self._lookup(key)
             if cached is not _MISSING:
+                self.hits += 1
                 return cached  # type: ignore[return-value]
+        self.misses += 1
         loop = asyncio.get_running_loop()
         flight_key = (id(loop), key)
         existing = self._async_flights.get(flight_key)

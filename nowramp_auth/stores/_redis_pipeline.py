@@ -40,6 +40,7 @@ from ._redis_clients import unavailable
 
 if TYPE_CHECKING:
     from ._redis_clients import RedisClients, _LoopState
+    from ._stats import StoreStats
 
 __all__ = ["MAX_BATCH", "MAX_MERGED", "Merging", "ScriptPipeline"]
 
@@ -72,7 +73,8 @@ class _Call:
 class ScriptPipeline:
     """Batches the calls of one script made on one event loop into pipelines; with
     ``merging``, calls naming the same ``group`` in one flush merge into one call (see the
-    module's docstring)."""
+    module's docstring). With ``stats``, script calls sent and callers failed count under
+    ``operation``."""
 
     def __init__(
         self,
@@ -80,7 +82,11 @@ class ScriptPipeline:
         state: _LoopState,
         script: str,
         merging: Merging | None = None,
+        stats: StoreStats | None = None,
+        operation: str = "",
     ) -> None:
+        self._stats = stats
+        self._operation = operation or script
         self._clients = clients
         self._state = state
         self._script = script
@@ -149,6 +155,7 @@ class ScriptPipeline:
         return call.args if merging is None else merging.argv(call.args, len(call.futures))
 
     async def _send_one(self, call: _Call) -> None:
+        self._sent(1)
         try:
             for attempt in (1, 2):
                 sha = await self._clients.sha_async(self._script, reload=attempt == 2)
@@ -164,11 +171,12 @@ class ScriptPipeline:
                 self._settle(call, result)
                 return
         except BaseException as exc:
-            _fail([call], exc)
+            self._failed(_fail([call], exc))
             if isinstance(exc, asyncio.CancelledError):
                 raise
 
     async def _send(self, batch: list[_Call]) -> None:
+        self._sent(len(batch))
         try:
             pending = batch
             for attempt in (1, 2):
@@ -187,27 +195,40 @@ class ScriptPipeline:
                     return
                 pending = retry
         except BaseException as exc:
-            _fail(batch, exc)
+            self._failed(_fail(batch, exc))
             if isinstance(exc, asyncio.CancelledError):
                 raise
+
+    def _sent(self, calls: int) -> None:
+        if self._stats is not None:
+            self._stats.sent(self._operation, calls)
+
+    def _failed(self, callers: int) -> None:
+        # Each caller whose call failed counts once (a retry after NOSCRIPT is not a failure).
+        if self._stats is not None and callers:
+            self._stats.failed(self._operation, callers)
 
     def _settle(self, call: _Call, result: Any) -> None:
         merging = self._merging
         if isinstance(result, BaseException) or merging is None:
-            for future in call.futures:
-                _settle(future, result)
+            failed = sum(_settle(future, result) for future in call.futures)
+            self._failed(failed)
             return
         shares = merging.split(result, len(call.futures), call.args)
         for future, share in zip(call.futures, shares, strict=True):
             _settle(future, share)
 
 
-def _fail(calls: list[_Call], exc: BaseException) -> None:
+def _fail(calls: list[_Call], exc: BaseException) -> int:
+    # Every caller still waiting gets the error; returns how many did.
     error = exc if isinstance(exc, StoreUnavailable) else unavailable(exc)
+    failed = 0
     for call in calls:
         for future in call.futures:
             if not future.done():
                 future.set_exception(error)
+                failed += 1
+    return failed
 
 
 async def _execute(
@@ -266,10 +287,12 @@ async def _evalsha(client: Any, *, sha: str, keys: Sequence[str], args: Sequence
     return await client.evalsha(sha, len(keys), *keys, *args)
 
 
-def _settle(future: asyncio.Future[Any], result: Any) -> None:
+def _settle(future: asyncio.Future[Any], result: Any) -> bool:
+    # The caller's answer; True when it is a failure.
     if future.done():  # the caller went away (cancelled)
-        return
+        return False
     if isinstance(result, BaseException):
         future.set_exception(unavailable(result))
-    else:
-        future.set_result(result)
+        return True
+    future.set_result(result)
+    return False

@@ -82,6 +82,7 @@ from ._redis_codec import (
 from ._redis_invalidation import InvalidationListener
 from ._redis_pipeline import Merging, ScriptPipeline
 from ._sliding_log import EXACT_LIMIT, SUB_WINDOWS
+from ._stats import StoreCounts, StoreStats, counts_failures
 from ._usage import HISTORY_HOURS, History, UsageLog
 
 __all__ = ["RedisKeyStore"]
@@ -93,6 +94,8 @@ DEFAULT_CACHE_SIZE = 10_000
 DEFAULT_SOCKET_TIMEOUT = 0.5
 DEFAULT_CONNECT_TIMEOUT = 0.25
 DEFAULT_USAGE_FLUSH_INTERVAL = 1.0
+# The store operation each script pipeline serves (its failures count under that name).
+_OPERATIONS = {"RATE_LIMIT": "hit_rate_limit", "INSERT_SESSION": "insert_session"}
 
 
 def _pairs(fields: Mapping[str, str]) -> list[str]:
@@ -196,6 +199,8 @@ class RedisKeyStore:
             max_connections=max_connections,
             queue_timeout=queue_timeout,
         )
+        self.stats = StoreStats()
+        """Failures, script calls and invalidation traffic, for :meth:`store_counts`."""
         self._member_prefix = secrets.token_hex(6) + ":"
         self._members = itertools.count()
         self._rate_calls: dict[str, tuple[RateLimit, _RateCall]] = {}
@@ -289,7 +294,10 @@ class RedisKeyStore:
         pipeline: ScriptPipeline | None = state.batchers.get(name)
         if pipeline is None:
             merging = Merging(self._rate_argv, _rate_statuses) if name == "RATE_LIMIT" else None
-            pipeline = state.batchers[name] = ScriptPipeline(self._clients, state, name, merging)
+            operation = _OPERATIONS[name]
+            pipeline = state.batchers[name] = ScriptPipeline(
+                self._clients, state, name, merging, self.stats, operation
+            )
         return pipeline
 
     # -- request path -------------------------------------------------------------------------
@@ -305,6 +313,7 @@ class RedisKeyStore:
             return self.sessions_cache.peek(args[0], NOT_CACHED)
         return NOT_CACHED
 
+    @counts_failures("get_key")
     def get_key(self, key_id: str) -> StoredKey | None:
         """The stored key (cached), or ``None``. ``StoreUnavailable`` when Redis is down."""
         self._start_threads()
@@ -314,6 +323,7 @@ class RedisKeyStore:
         name = self.names.record(key_id)
         return decode_key(self._clients.read(lambda client: client.hgetall(name)))
 
+    @counts_failures("get_key")
     async def get_key_async(self, key_id: str) -> StoredKey | None:
         """Async twin of :meth:`get_key`."""
         self._start_threads()
@@ -323,6 +333,7 @@ class RedisKeyStore:
         name = self.names.record(key_id)
         return decode_key(await self._clients.read_async(lambda client: client.hgetall(name)))
 
+    @counts_failures("get_session")
     def get_session(self, session_id: str) -> SessionRecord | None:
         """The session (cached), or ``None``."""
         self._start_threads()
@@ -332,6 +343,7 @@ class RedisKeyStore:
         name = self.names.session(session_id)
         return decode_session(self._clients.read(lambda client: client.hgetall(name)))
 
+    @counts_failures("get_session")
     async def get_session_async(self, session_id: str) -> SessionRecord | None:
         """Async twin of :meth:`get_session`."""
         self._start_threads()
@@ -349,6 +361,7 @@ class RedisKeyStore:
         lifetime_ms = (session.expires_at - session.created_at) // timedelta(milliseconds=1)
         return [str(max(1, lifetime_ms) + 1000), *_pairs(encode_session(session))]
 
+    @counts_failures("insert_session")
     def insert_session(self, session: SessionRecord) -> None:
         """Add a widget session; Redis drops it after its lifetime."""
         keys = [self.names.session(session.id)]
@@ -387,9 +400,11 @@ class RedisKeyStore:
         member = f"{self._member_prefix}{next(self._members)}"
         return [limit[0], limit[1], member, limit[2], requests]
 
+    @counts_failures("hit_rate_limit")
     def hit_rate_limit(self, lineage: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
         """One atomic step of the lineage's budget on Redis' clock (``now`` is not used)."""
         keys, args, _ = self._rate_call(lineage, limit)
+        self.stats.sent("hit_rate_limit")
         reply = self._script("RATE_LIMIT", keys, self._rate_argv(args, 1))
         return _rate_statuses(reply, 1, args)[0]
 
@@ -429,6 +444,7 @@ class RedisKeyStore:
 
         self._clients.write(add)
 
+    @counts_failures("insert_key")
     def insert_key(self, stored: StoredKey) -> None:
         """Add a new key; ``ValueError`` when the id exists."""
         record = stored.record
@@ -451,6 +467,7 @@ class RedisKeyStore:
             raise KeyError(key_id)
         return stored.record
 
+    @counts_failures("update_key")
     def update_key(self, key_id: str, changes: Mapping[str, Any]) -> KeyRecord:
         """Set fields of a key in one atomic step; ``KeyError`` when unknown. A new rate
         limit applies to the lineage's existing budget (nothing is reset)."""
@@ -464,6 +481,7 @@ class RedisKeyStore:
             raise grace_cap_refused(key_id, from_us(result.removeprefix("capped:")))
         return self._record_result(key_id, result)
 
+    @counts_failures("revoke_key")
     def revoke_key(self, key_id: str, at: datetime) -> KeyRecord:
         """Revoke a key in one atomic step (the first revocation time stays)."""
         result = self._script(
@@ -471,6 +489,7 @@ class RedisKeyStore:
         )
         return self._record_result(key_id, result)
 
+    @counts_failures("rotate_key")
     def rotate_key(
         self,
         old_id: str,
@@ -511,6 +530,7 @@ class RedisKeyStore:
             raise KeyError(old_id)
         return old_stored.record, new_stored.record
 
+    @counts_failures("list_keys")
     def list_keys(self, project_id: str | None = None) -> list[KeyRecord]:
         """Every key (of one project when given), oldest first."""
         index = self.names.all_keys if project_id is None else self.names.project(project_id)
@@ -531,6 +551,7 @@ class RedisKeyStore:
             records = [r for r in records if r.project_id == project_id]
         return sorted(records, key=lambda r: (r.created_at, r.id))
 
+    @counts_failures("revoke_session")
     def revoke_session(self, session_id: str, at: datetime) -> SessionRecord | None:
         """Revoke a session in one atomic step; ``None`` when unknown."""
         result = self._script(
@@ -580,6 +601,7 @@ class RedisKeyStore:
         try:
             self._clients.write(write)
         except StoreUnavailable:
+            self.stats.failed("flush_usage")
             self._usage.give_back(batch)
 
     def count_refusal(self, key_id: str, code: str, at: datetime) -> None:
@@ -590,6 +612,7 @@ class RedisKeyStore:
     def _history_name(self, key_id: str, day: int) -> str:
         return f"{self.names.ns}:usage-h:{{{key_family(key_id)}}}:{key_id}:{day}"
 
+    @counts_failures("usage_history")
     def usage_history(self, key_id: str, hours: int = 7 * 24) -> History:
         """Accepted requests and refusals by code per hour over the last ``hours`` hours
         (epoch hours), what Redis holds plus what this process has not written yet."""
@@ -627,6 +650,7 @@ class RedisKeyStore:
     def _dashboard_name(self, kind: str, item_id: str) -> str:
         return f"{self.names.ns}:dash:{kind}:{item_id}"
 
+    @counts_failures("put_dashboard_item")
     def put_dashboard_item(self, kind: str, item_id: str, value: str, ttl: float | None) -> None:
         """Store ``value`` under ``(kind, item_id)``, for ``ttl`` seconds (``None``: kept)."""
         name, index = self._dashboard_name(kind, item_id), f"{self.names.ns}:dash:{kind}"
@@ -639,12 +663,14 @@ class RedisKeyStore:
 
         self._clients.write(put)
 
+    @counts_failures("get_dashboard_item")
     def get_dashboard_item(self, kind: str, item_id: str) -> str | None:
         """The value under ``(kind, item_id)``, or ``None`` (absent or expired)."""
         name = self._dashboard_name(kind, item_id)
         value: str | None = self._clients.read(lambda client: client.get(name))
         return value
 
+    @counts_failures("delete_dashboard_item")
     def delete_dashboard_item(self, kind: str, item_id: str) -> bool:
         """Remove ``(kind, item_id)``; whether it was there."""
         name, index = self._dashboard_name(kind, item_id), f"{self.names.ns}:dash:{kind}"
@@ -656,12 +682,14 @@ class RedisKeyStore:
 
         return bool(self._clients.write(delete))
 
+    @counts_failures("dashboard_item_ids")
     def dashboard_item_ids(self, kind: str) -> list[str]:
         """The ids of the kept (TTL-less) items of ``kind``, sorted."""
         index = f"{self.names.ns}:dash:{kind}"
         ids = self._clients.read(lambda client: client.smembers(index))
         return sorted(ids)
 
+    @counts_failures("get_usage")
     def get_usage(self, key_ids: Iterable[str]) -> dict[str, Usage]:
         """Usage of the given keys: Redis' counts plus this process' unflushed ones."""
         ids = list(key_ids)
@@ -715,6 +743,7 @@ class RedisKeyStore:
                 self._flusher.start()
 
     def _invalidate(self, target: str) -> None:
+        self.stats.invalidations += 1
         if target == "*":
             self.keys_cache.clear()
             self.sessions_cache.clear()
@@ -725,6 +754,7 @@ class RedisKeyStore:
 
     def _set_subscribed(self, value: bool) -> None:
         if value:  # messages published while we were not subscribed are lost: start clean
+            self.stats.subscriptions += 1
             self.keys_cache.clear()
             self.sessions_cache.clear()
         self.keys_cache.accepting = self.sessions_cache.accepting = value
@@ -732,6 +762,19 @@ class RedisKeyStore:
             self.subscribed.set()
         else:
             self.subscribed.clear()
+
+    def store_counts(self) -> StoreCounts:
+        """The store's counts for metrics (cache, failures per operation, invalidation
+        traffic, rate-limit script calls): totals of this process."""
+        stats = self.stats
+        return StoreCounts(
+            cache_hits=self.keys_cache.hits + self.sessions_cache.hits,
+            cache_misses=self.keys_cache.misses + self.sessions_cache.misses,
+            errors=dict(stats.errors),
+            invalidations=stats.invalidations,
+            pubsub_reconnects=max(0, stats.subscriptions - 1),
+            rate_limit_calls=stats.calls.get("hit_rate_limit", 0),
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
     def close(self) -> None:
