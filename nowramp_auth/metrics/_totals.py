@@ -74,8 +74,8 @@ class Sources:
                 seconds += totals.seconds
                 if source.store_counts() is not None:  # a store with a cache
                     fast_hits += totals.fast_path_hits
-            for pair, count in list(requests.items()):
-                high = self._high.get(pair, 0)
+            for pair in {*requests, *self._high}:
+                count, high = requests.get(pair, 0), self._high.get(pair, 0)
                 if count < high:
                     requests[pair] = high
                 else:
