@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import asgi, core, e2e, hashing, memory, scale_out, wsgi
+from . import metrics as metrics_cost
 from ._redis import private_redis
 from ._rounds import Samples, paired
 
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         results["ratios"] = _paired_ratios(asgi_rounds, wsgi_rounds)
         results["hashing"] = hashing.run(rounds=rounds, iterations=iterations)
+        results["metrics"] = metrics_cost.run(rounds=rounds, iterations=iterations)
         results["e2e"] = e2e.run(seconds=e2e_seconds, rounds=e2e_rounds, redis_url=server.url)
         results["memory"] = memory.process(memory_keys)
         results["rate_state"] = memory.redis_rate_state(server.url, limiter_requests)
@@ -87,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     report += _in_process_tables(results["asgi"], results["wsgi"], results["ratios"])
     report.append(_hashing_table(results["hashing"]))
+    report.append(
+        _table(
+            "Metrics (per request, in process; cost: median of the differences within each round)",
+            ["case", "µs per request", "metrics cost µs"],
+            metrics_cost.rows(results["metrics"]),
+        )
+    )
     report.append(_e2e_table(results["e2e"]))
     report.append(_memory_table(results["memory"], results["rate_state"]))
     report.append(
@@ -273,6 +282,18 @@ def _targets(results: dict[str, Any]) -> str:
         [name, f"{value:.2f}x", _met(value <= bound if op == "<=" else value >= bound)]
         for name, value, bound, op in rows
     ]
+    costs = results["metrics"]["cost_us"]
+    for name, case in (
+        ("Starlette", metrics_cost.PROMETHEUS),
+        ("Flask", metrics_cost.FLASK_PROMETHEUS),
+    ):
+        table.append(
+            [
+                f"PrometheusMetrics costs <= {metrics_cost.BUDGET_US:g} µs per request ({name})",
+                f"{costs[case]:+.2f} µs",
+                _met(costs[case] <= metrics_cost.BUDGET_US),
+            ]
+        )
     table += [
         [
             "cold path: exactly 1 round trip",

@@ -122,14 +122,17 @@ def _runner(
 
 
 def _ours(
-    store: KeyStore, limit: RateLimit | None = None, audit: MemoryAuditLog | None = None
+    store: KeyStore,
+    limit: RateLimit | None = None,
+    audit: MemoryAuditLog | None = None,
+    metrics: Any = None,
 ) -> tuple[Starlette, str]:
     issued = KeyManager(store).create(
         scopes=["quotes:read", "orders:read"],
         allowed_ips=["127.0.0.0/8", "10.0.0.0/8"],
         rate_limit=limit,
     )
-    auth = Authenticator(store, audit=audit)
+    auth = Authenticator(store, audit=audit, metrics=metrics)
     app = Starlette(
         routes=[Route("/quotes", _ours_guarded)],
         middleware=[Middleware(ApiKeyMiddleware, authenticator=auth)],

@@ -57,6 +57,25 @@ def _wsgi_ours() -> Callable[[int], None]:
     return wsgi._runner(app, key)
 
 
+def _with_prometheus(adapter: str) -> Callable[[], Callable[[int], None]]:
+    # The same request with PrometheusMetrics on: its overhead is what metrics cost.
+    def build() -> Callable[[int], None]:
+        from .metrics import prometheus
+
+        if adapter == "asgi":
+            app, key = asgi._ours(MemoryKeyStore(), metrics=prometheus())
+            return asgi._runner(app, key)
+        flask_app, key = wsgi._ours(MemoryKeyStore(), metrics=prometheus())
+        return wsgi._runner(flask_app, key)
+
+    return build
+
+
+ASGI_PROMETHEUS = asgi.OURS + " + PrometheusMetrics"
+WSGI_PROMETHEUS = "Flask + ours + PrometheusMetrics"
+METRICS_CASES = (ASGI_PROMETHEUS, WSGI_PROMETHEUS)
+
+
 CONCURRENT = 16
 REDIS_URL_ENV = "BENCH_INSTRUCTIONS_REDIS_URL"
 REDIS_UNLIMITED = f"ours, Redis, unlimited key, {CONCURRENT} at once"
@@ -86,6 +105,8 @@ CASES: dict[str, tuple[str, Callable[[], Callable[[int], None]]]] = {
     "bare Flask": ("", lambda: wsgi._runner(wsgi._flask(guarded=False), asgi.BARE_KEY)),
     wsgi.PEER: ("bare Flask", lambda: wsgi._runner(wsgi._peer(asgi.HAND_KEY), asgi.HAND_KEY)),
     "Flask + ours, memory store": ("bare Flask", _wsgi_ours),
+    ASGI_PROMETHEUS: (asgi.OURS, _with_prometheus("asgi")),
+    WSGI_PROMETHEUS: ("Flask + ours, memory store", _with_prometheus("wsgi")),
     REDIS_UNLIMITED: ("", lambda: _redis_ours(limited=False)),
     REDIS_LIMITED: (REDIS_UNLIMITED, lambda: _redis_ours(limited=True)),
 }
@@ -161,6 +182,8 @@ def table(counts: dict[str, float]) -> str:
         if case in PEERS:
             peer = PEERS[case]
             ratio = f"{overhead / (counts[peer] - counts[CASES[peer][0]]):.2f}x"
+        elif case in METRICS_CASES:
+            ratio = "metrics cost"
         elif base:
             ratio = "1.00x"
         shown = f"+{overhead:,.0f}" if base else "-"

@@ -74,11 +74,11 @@ def _runner(app: Any, key: str | None) -> Callable[[int], None]:
     return run
 
 
-def _ours(store: KeyStore) -> tuple[Any, str]:
+def _ours(store: KeyStore, metrics: Any = None) -> tuple[Any, str]:
     issued = KeyManager(store).create(scopes=["quotes:read"], allowed_ips=["127.0.0.0/8"])
     app = _flask(guarded=True)
     app.wsgi_app = ApiKeyMiddleware(  # type: ignore[method-assign]
-        app.wsgi_app, authenticator=Authenticator(store)
+        app.wsgi_app, authenticator=Authenticator(store, metrics=metrics)
     )
     return app, issued.secret
 

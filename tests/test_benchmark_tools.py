@@ -62,6 +62,10 @@ def test_the_instruction_table_compares_overheads_with_the_peers():
     quick = {name: counts[name] for name in instructions.ASGI_CASES}
     assert "Flask" not in instructions.table(quick)
     assert "Redis" not in instructions.table(quick)
+    # A metrics case: its overhead is against the same request without metrics.
+    metered = counts | {instructions.ASGI_PROMETHEUS: 115_400.0}
+    row = f"| {instructions.ASGI_PROMETHEUS} | 115,400 | +400 | metrics cost |"
+    assert row in instructions.table(metered).splitlines()
     redis = {instructions.REDIS_UNLIMITED: 160_000.0, instructions.REDIS_LIMITED: 230_000.0}
     rows = instructions.table(counts | redis).splitlines()
     assert f"| {instructions.REDIS_LIMITED} | 230,000 | +70,000 |" in rows

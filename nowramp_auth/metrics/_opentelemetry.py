@@ -10,7 +10,7 @@ counts (``le`` attribute, cumulative, as in Prometheus), its sum and its count.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._metrics_source import MetricsSource
 from .._request_counts import ResultHook
@@ -70,7 +70,7 @@ class OpenTelemetryMetrics:
     def attach(self, source: MetricsSource) -> ResultHook | None:
         """Report ``source``'s counts (called by ``Authenticator``); the span hook."""
         self._sources.add(source)
-        return _set_span_attributes if self._span_attributes else None
+        return _span_hook() if self._span_attributes else None
 
     def _callback(self, reading: _Reading) -> Callable[[CallbackOptions], Iterable[Observation]]:
         from opentelemetry.metrics import Observation
@@ -84,27 +84,23 @@ class OpenTelemetryMetrics:
         return observe
 
 
-def _set_span_attributes(
-    result: str, key_id: str | None, key_type: str, credential: str | None
-) -> None:
+def _span_hook() -> ResultHook:
     # Once per counted request: only a recording span pays for the attributes.
-    span = _current_span()
-    if span.is_recording():
-        attributes: dict[str, str] = {
-            "nowramp_auth.result": result,
-            "nowramp_auth.key_type": key_type,
-        }
-        if key_id is not None:
-            attributes["nowramp_auth.key_id"] = key_id
-        if credential is not None:
-            attributes["nowramp_auth.credential"] = credential
-        span.set_attributes(attributes)
-
-
-def _current_span() -> Any:
     from opentelemetry.trace import get_current_span
 
-    return get_current_span()
+    def set_span_attributes(
+        result: str, key_id: str | None, key_type: str, credential: str | None
+    ) -> None:
+        span = get_current_span()
+        if span.is_recording():
+            attributes = {"nowramp_auth.result": result, "nowramp_auth.key_type": key_type}
+            if key_id is not None:
+                attributes["nowramp_auth.key_id"] = key_id
+            if credential is not None:
+                attributes["nowramp_auth.credential"] = credential
+            span.set_attributes(attributes)
+
+    return set_span_attributes
 
 
 def _requests(t: Totals) -> list[tuple[float, dict[str, str]]]:
