@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 from starlette.testclient import TestClient
 
 from tests.servers import ROOT, serve
@@ -85,3 +86,44 @@ def test_django_example_under_uvicorn():
         refused = httpx.get(base + "/quotes", headers={"X-Forwarded-For": "192.0.2.7"})
         assert refused.status_code == 401
         assert refused.json()["error"]["code"] == "MISSING_API_KEY"
+
+
+METRICS_EXAMPLE_CHECK = """
+import sys
+from examples import {module} as example
+key = example.manager.create(scopes=["quotes:read"]).secret
+{client}
+assert get("/quotes", {{"X-API-Key": key}}) == 200
+assert get("/quotes", {{}}) == 401
+text = get("/metrics", {{}}, text=True)
+assert 'nowramp_auth_requests_total{{key_type="test",result="ok"}} 1.0' in text, text
+assert 'nowramp_auth_requests_total{{key_type="unknown",result="MISSING_API_KEY"}} 1.0' in text
+assert key not in text and "/quotes" not in text
+print("metrics example ok")
+"""
+STARLETTE_CLIENT = """
+from starlette.testclient import TestClient
+client = TestClient(example.app)
+def get(path, headers, text=False):
+    response = client.get(path, headers=headers)
+    return response.text if text else response.status_code
+"""
+FLASK_CLIENT = """
+client = example.app.test_client()
+def get(path, headers, text=False):
+    response = client.get(path, headers=headers)
+    return response.get_data(as_text=True) if text else response.status_code
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "client"),
+    [("metrics_starlette", STARLETTE_CLIENT), ("metrics_flask", FLASK_CLIENT)],
+)
+def test_metrics_examples(module: str, client: str):
+    # Each in its own process: both register with prometheus_client's global registry.
+    script = METRICS_EXAMPLE_CHECK.format(module=module, client=client)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert "metrics example ok" in result.stdout, result.stdout + result.stderr

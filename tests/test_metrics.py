@@ -513,3 +513,55 @@ def _points(reader) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
                     for point in metric.data.data_points
                 }
     return found
+
+
+# -- real servers -----------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("server", ["uvicorn", "gunicorn"])
+def test_a_real_server_exports_exact_counts_at_metrics(server, redis_url, namespace):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from tests.servers import serve, server_command
+
+    setup = RedisKeyStore.from_url(redis_url, namespace=namespace)
+    manager = KeyManager(setup)
+    reader = manager.create(scopes=["quotes:read"], key_type="live", project_id="proj_7")
+    writer = manager.create(scopes=["orders:write"], key_type="test")
+    env = {"NOWRAMP_TEST_REDIS_URL": redis_url, "NOWRAMP_TEST_NAMESPACE": namespace}
+    if server == "uvicorn":
+        command = server_command(server, asgi_app="tests.metrics_server_app:asgi_app")
+    else:  # one worker (each process counts for itself), four threads
+        command = server_command(server, wsgi_app="tests.metrics_server_app:wsgi_app")
+        command[command.index("--workers") + 1] = "1"
+    try:
+        with serve(command, env) as base, httpx.Client(base_url=base) as client:
+
+            def call(key: str | None) -> int:
+                headers = {"X-API-Key": key} if key else {}
+                return httpx.get(base + "/quotes", headers=headers, timeout=10).status_code
+
+            keys = [reader.secret] * 120 + [writer.secret] * 30 + [None] * 20 + ["bad"] * 10
+            with ThreadPoolExecutor(16) as pool:
+                statuses = list(pool.map(call, keys))
+            assert statuses.count(200) == 120 and statuses.count(403) == 30
+            text = client.get("/metrics").text
+    finally:
+        setup.close()
+    found = {
+        tuple(line.split("{", 1)[1].split("}")[0].split(",")): float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("nowramp_auth_requests_total{")
+    }
+    assert found == {
+        ('key_type="live"', 'result="ok"'): 120,
+        ('key_type="test"', 'result="INSUFFICIENT_PERMISSIONS"'): 30,
+        ('key_type="unknown"', 'result="MISSING_API_KEY"'): 20,
+        ('key_type="unknown"', 'result="INVALID_API_KEY"'): 10,
+    }
+    assert "nowramp_auth_authenticate_seconds_count 180.0" in text
+    for needle in (reader.secret, reader.key.id, writer.key.id, "proj_7", "/quotes"):
+        assert needle not in text
