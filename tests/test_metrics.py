@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -565,3 +567,51 @@ def test_a_real_server_exports_exact_counts_at_metrics(server, redis_url, namesp
     assert "nowramp_auth_authenticate_seconds_count 180.0" in text
     for needle in (reader.secret, reader.key.id, writer.key.id, "proj_7", "/quotes"):
         assert needle not in text
+
+
+# -- invariants under arbitrary input ---------------------------------------------------------
+
+_HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    requests=st.lists(
+        st.one_of(
+            st.just(("valid", "")),
+            st.just(("none", "")),
+            st.tuples(st.just("key"), _HEADER_TEXT),
+            st.tuples(st.just("bearer"), _HEADER_TEXT),
+            st.tuples(st.just("prefixed"), _HEADER_TEXT),
+        ),
+        max_size=12,
+    )
+)
+def test_any_request_counts_exactly_once_in_fixed_label_sets(requests):
+    registry = CollectorRegistry()
+    store = MemoryKeyStore()
+    valid = KeyManager(store).create(scopes=["quotes:read"], key_type="live", project_id="p9")
+    client = TestClient(partner_app(Authenticator(store, metrics=PrometheusMetrics(registry))))
+    sent: list[str] = []
+    for kind, text in requests:
+        headers = {}
+        if kind == "valid":
+            headers["X-API-Key"] = valid.secret
+        elif kind == "key":
+            headers["X-API-Key"] = text
+        elif kind == "bearer":
+            headers["Authorization"] = "Bearer " + text
+        elif kind == "prefixed":
+            headers["X-API-Key"] = "ramp_test_" + text
+        sent += headers.values()
+        assert client.get("/quotes", headers=headers).status_code < 500
+    requests_total = series(registry, "nowramp_auth_requests_total", "result", "key_type")
+    assert sum(requests_total.values()) == len(requests)
+    assert value(registry, "nowramp_auth_authenticate_seconds_count") == len(requests)
+    results = {"ok", *(code.value for code in ErrorCode)}
+    assert all(r in results and k in ("live", "test", "unknown") for r, k in requests_total)
+    text = generate_latest(registry).decode()
+    assert valid.key.id not in text and "p9" not in text
+    for header in sent:
+        if len(header) >= 16:  # long enough not to match metric names by chance
+            assert header not in text, header
