@@ -10,6 +10,10 @@ Per-request budget of a hit (this runs on nearly every request of a busy API)::
     one dict lookup of the peer address      (only for keys with an allowlist)
     one list append (and a length check)     (usage, folded into totals in batches)
 
+With metrics on (``Authenticator(metrics=...)``), adapters call this through
+:meth:`RequestCounts.counting <nowramp_auth._request_counts.RequestCounts.counting>`, which adds
+two clock reads, one compare and three integer increments to an accepted request.
+
 A key with a rate limit answers its :class:`LimitedKey` instead: the caller makes the one
 limiter call through :meth:`Authenticator.charge` once the route's scopes are checked.
 

@@ -27,6 +27,7 @@ def test_contract_names_import_from_the_package():
         current_principal,
     )
     from nowramp_auth.dashboard import create_dashboard  # noqa: F401
+    from nowramp_auth.metrics import OpenTelemetryMetrics, PrometheusMetrics  # noqa: F401
     from nowramp_auth.starlette import ApiKeyMiddleware, require_scopes  # noqa: F401
     from nowramp_auth.wsgi import ApiKeyMiddleware as WsgiMiddleware  # noqa: F401
     from nowramp_auth.wsgi import require_scopes as wsgi_require_scopes  # noqa: F401
@@ -159,3 +160,22 @@ def test_audit_event_fields():
 
     fields = set(AuditEvent.__dataclass_fields__)
     assert {"type", "at", "key_id", "code", "client_ip", "method", "path"} <= fields
+
+
+def test_metrics_as_the_contract_writes_them():
+    # Authenticator(store, metrics=PrometheusMetrics(registry=None)): the default registry.
+    from prometheus_client import REGISTRY
+
+    from nowramp_auth import Authenticator, KeyManager, MemoryKeyStore
+    from nowramp_auth.metrics import OpenTelemetryMetrics, PrometheusMetrics
+
+    store = MemoryKeyStore()
+    metrics = PrometheusMetrics(registry=None)
+    try:
+        auth = Authenticator(store, metrics=metrics)
+        auth.authenticate(KeyManager(store).create(scopes=["quotes:read"]).secret)
+        labels = {"result": "ok", "key_type": "test"}
+        assert REGISTRY.get_sample_value("nowramp_auth_requests_total", labels) == 1
+    finally:
+        REGISTRY.unregister(metrics)
+    assert Authenticator(store, metrics=OpenTelemetryMetrics(meter_provider=None))
