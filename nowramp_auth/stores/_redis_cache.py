@@ -194,8 +194,9 @@ class LocalCache(Generic[V]):
             self._absent.pop(key, None)
 
     def reset_after_fork(self) -> None:
-        """In a forked child: new lock, no in-flight loads, no entries."""
+        """In a forked child: new lock, no in-flight loads, no entries, no counts."""
         self._lock = threading.Lock()
+        self.hits = self.misses = 0
         self._flights = {}
         self._async_flights = {}
         self.clear()

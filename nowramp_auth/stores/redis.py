@@ -237,6 +237,7 @@ class RedisKeyStore:
     def _after_fork(self) -> None:
         # Threads and sockets do not survive fork (e.g. gunicorn --preload): start fresh.
         self._lock = threading.Lock()
+        self.stats = StoreStats()  # the child counts its own work
         self._member_prefix = secrets.token_hex(6) + ":"  # the child is another process
         self._clients.after_fork()
         self._usage.reset()
