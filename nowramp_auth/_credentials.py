@@ -36,16 +36,16 @@ def read_credential(api_keys: Sequence[str], authorizations: Sequence[str]) -> C
     else ``MISSING_API_KEY``.
     """
     if len(api_keys) > 1:
-        raise AuthError(ErrorCode.INVALID_API_KEY, credential="api_key")
+        raise AuthError(ErrorCode.INVALID_API_KEY)
     if api_keys and api_keys[0] != "":
         value = api_keys[0]
         if "," in value or len(value) > _MAX_HEADER:
-            raise AuthError(ErrorCode.INVALID_API_KEY, credential="api_key")
+            raise AuthError(ErrorCode.INVALID_API_KEY)
         return Credential("api_key", value)
     bearers = [v for v in authorizations if v[: len(_BEARER)].lower() == _BEARER]
     if not bearers:
         raise AuthError(ErrorCode.MISSING_API_KEY)
     token = bearers[0][len(_BEARER) :]
     if len(bearers) > 1 or len(authorizations) > 1 or "," in token or len(token) > _MAX_HEADER:
-        raise AuthError(ErrorCode.INVALID_SESSION_TOKEN, credential="session")
+        raise AuthError(ErrorCode.INVALID_SESSION_TOKEN)
     return Credential("session", token)

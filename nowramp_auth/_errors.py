@@ -105,6 +105,9 @@ class AuthError(Exception):
             and tracing; not rendered).
     """
 
+    key_type: str | None = None
+    credential: str | None = None
+
     def __init__(
         self,
         code: ErrorCode,
@@ -128,8 +131,10 @@ class AuthError(Exception):
         self.rate_limit = rate_limit
         self.project_id = project_id
         self.verified = verified
-        self.key_type = key_type
-        self.credential = credential
+        if key_type is not None:  # else the class's None: one attribute fewer to set
+            self.key_type = key_type
+        if credential is not None:
+            self.credential = credential
         self.args = (self.code,)  # a str Enum: its value, without the Enum descriptor
 
     @property

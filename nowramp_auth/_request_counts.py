@@ -75,6 +75,7 @@ AcceptVerified = Callable[..., "Principal | LimitedKey | None"]
 
 _FIRST_BOUND = DURATION_BUCKETS[0]
 _CREDENTIAL_KINDS = frozenset({"api_key", "session"})
+_SESSION_CODES = frozenset({ErrorCode.INVALID_SESSION_TOKEN, ErrorCode.SESSION_EXPIRED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +152,7 @@ class RequestCounts:
         elapsed = None if started is None else perf_counter() - started
         self._count(error.code.value, key_type, elapsed)
         if self.hook is not None:
-            credential = error.credential if error.credential in _CREDENTIAL_KINDS else None
-            self.hook(error.code.value, error.key_id, key_type, credential)
+            self.hook(error.code.value, error.key_id, key_type, _credential(error))
 
     def recount(self, principal: Principal, error: AuthError) -> None:
         """A request counted as accepted was refused after all (a route's scope check, a bad
@@ -184,3 +184,13 @@ class RequestCounts:
         requests = {pair: count for pair, count in results.items() if count}
         hits = sum(fast.values()) + self.fast_limited[0]
         return RequestTotals(requests, buckets, seconds, hits)
+
+
+def _credential(error: AuthError) -> str | None:
+    # What the refused request presented: as the authenticator noted it (a session's other
+    # refusals), else as its code says (no credential at all for MISSING_API_KEY).
+    if error.credential in _CREDENTIAL_KINDS:
+        return error.credential
+    if error.code is ErrorCode.MISSING_API_KEY:
+        return None
+    return "session" if error.code in _SESSION_CODES else "api_key"
