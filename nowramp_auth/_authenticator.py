@@ -343,14 +343,15 @@ class Authenticator:
         """Record an ``auth.failed`` event for a refusal decided outside the authenticator
         (e.g. by a route's ``require_scopes``). With metrics, a request this authenticator
         accepted (the current request) counts with this refusal instead of as accepted."""
+        started: float | None = None  # counted already, unless below
         counts = self._counts
         if counts is not None:
             context = request_var.get()
             if context is not None and context[1] is self:
-                counts.recount(context[0], error)
+                counts.recount(context[0], error)  # counted (and timed) when accepted
             else:
-                counts.refused(error, None)
-        self._failed(error, _ip(client_ip), method, path, None)
+                started = perf_counter()  # a request not counted yet: counted now
+        self._failed(error, _ip(client_ip), method, path, started)
 
     def _refused_after_acceptance(self, principal: Principal, error: AuthError) -> None:
         # A request accepted (and counted) that is refused after all, e.g. a widget-session

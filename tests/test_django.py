@@ -221,3 +221,43 @@ def test_real_servers(server: str, redis_url: str, namespace: str, starlette_ref
             )
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("prefix", ["", "/open"], ids=["with-middleware", "drf-alone"])
+@pytest.mark.parametrize("handler", ["wsgi", "asgi"])
+def test_metrics_count_each_django_request_once(prefix: str, handler: str):
+    from django.conf import settings
+
+    registry = site.metrics_registry
+    config = {**settings.NOWRAMP_AUTH, "AUTHENTICATOR": "tests.django_site.auth.metered"}
+
+    def counts() -> dict[tuple[str, str], float]:
+        return {
+            (s.labels["result"], s.labels["key_type"]): s.value
+            for family in registry.collect()
+            for s in family.samples
+            if s.name == "nowramp_auth_requests_total"
+        }
+
+    reader = site.manager.create(scopes=["orders:read", "quotes:read"], key_type="live")
+    before = counts()
+    with override_settings(NOWRAMP_AUTH=config):
+        send = django_send(Client() if handler == "wsgi" else AsyncClient())
+        url = prefix + "/drf/orders"
+        key = [("X-API-Key", reader.secret)]
+        statuses = [
+            send("GET", url, key, None)[0],
+            send("POST", url, key, None)[0],  # a scope the key lacks
+            send("DELETE", url, key, None)[0],  # a method the view does not declare
+            send("GET", url, [], None)[0],
+            send("GET", url, [("X-API-Key", "nope")], None)[0],
+        ]
+    assert statuses == [200, 403, 403, 401, 401]
+    after = counts()
+    delta = {pair: after.get(pair, 0) - before.get(pair, 0) for pair in after}
+    assert {pair: n for pair, n in delta.items() if n} == {
+        ("ok", "live"): 1,
+        ("INSUFFICIENT_PERMISSIONS", "live"): 2,
+        ("MISSING_API_KEY", "unknown"): 1,
+        ("INVALID_API_KEY", "unknown"): 1,
+    }

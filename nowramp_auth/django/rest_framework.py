@@ -164,21 +164,22 @@ class HasScopes(BasePermission):
     credential) or ``INSUFFICIENT_PERMISSIONS`` answers (audited)."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        """True, or :class:`ApiKeyRefused`."""
+        """True, or :class:`ApiKeyRefused` (audited, and counted in metrics)."""
         principal = request.auth
-        if not isinstance(principal, Principal):
-            raise ApiKeyRefused(AuthError(ErrorCode.MISSING_API_KEY))
         method = request.method or "GET"
-        required = declared_scopes(getattr(view, "required_scopes", None), method)
-        if required <= principal.scopes:
-            return True
-        error = public_error(
-            AuthError(
-                ErrorCode.INSUFFICIENT_PERMISSIONS,
-                required_scopes=required,
-                key_id=principal.key_id,
+        if not isinstance(principal, Principal):  # no credential of ours
+            error = AuthError(ErrorCode.MISSING_API_KEY)
+        else:
+            required = declared_scopes(getattr(view, "required_scopes", None), method)
+            if required <= principal.scopes:
+                return True
+            error = public_error(
+                AuthError(
+                    ErrorCode.INSUFFICIENT_PERMISSIONS,
+                    required_scopes=required,
+                    key_id=principal.key_id,
+                )
             )
-        )
         context = request_var.get()
         auth = context[1] if context is not None else ApiKeyAuthentication.authenticator
         auth = auth or _settings_authenticator()

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 
+from prometheus_client import CollectorRegistry
+
 from nowramp_auth import Authenticator, KeyManager, KeyStore, MemoryKeyStore, RedisKeyStore
+from nowramp_auth.metrics import PrometheusMetrics
 
 store: KeyStore
 if "NOWRAMP_TEST_REDIS_URL" in os.environ:
@@ -16,3 +19,7 @@ else:
     store = MemoryKeyStore()
 manager = KeyManager(store)
 authenticator = Authenticator(store)
+
+metrics_registry = CollectorRegistry()
+metered = Authenticator(store, metrics=PrometheusMetrics(metrics_registry))
+"""The same store with metrics (``NOWRAMP_AUTH["AUTHENTICATOR"]`` in the metrics test)."""
