@@ -615,3 +615,42 @@ def test_any_request_counts_exactly_once_in_fixed_label_sets(requests):
     for header in sent:
         if len(header) >= 16:  # long enough not to match metric names by chance
             assert header not in text, header
+
+
+def test_span_attributes_through_the_starlette_adapter():
+    # As under OpenTelemetry's ASGI instrumentation: a server span current around the app.
+    from opentelemetry import trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    store = MemoryKeyStore()
+    issued = KeyManager(store).create(scopes=["quotes:read"], key_type="test")
+    auth = Authenticator(store, metrics=OpenTelemetryMetrics(MeterProvider()))
+    inner = partner_app(auth)
+
+    async def traced(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return await inner(scope, receive, send)
+        name = f"{scope['path']} {dict(scope['headers']).get(b'x-case', b'').decode()}"
+        with trace.use_span(tracer.start_span(name), end_on_exit=True):
+            await inner(scope, receive, send)
+
+    client = TestClient(traced)
+    for case, key in (("general", issued.secret), ("fast", issued.secret), ("typo", "x")):
+        client.get("/quotes", headers={"X-API-Key": key, "X-Case": case})
+    client.get("/inline", headers={"X-API-Key": issued.secret, "X-Case": "inline"})
+    spans = {span.name: dict(span.attributes or {}) for span in exporter.get_finished_spans()}
+    key_id = issued.key.id
+    assert spans == {
+        "/quotes general": _span("ok", "test", "api_key", key_id),
+        "/quotes fast": _span("ok", "test", "api_key", key_id),
+        "/quotes typo": _span("INVALID_API_KEY", "unknown", "api_key"),
+        # accepted, then refused inside the handler: the span ends with the refusal
+        "/inline inline": _span("INSUFFICIENT_PERMISSIONS", "test", "api_key", key_id),
+    }
