@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -437,15 +438,9 @@ def _wait(condition: object, timeout: float = 10.0) -> None:
 def test_opentelemetry_instruments_and_span_attributes():
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     reader = InMemoryMetricReader()
-    exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = tracer_provider.get_tracer("test")
+    exporter, tracer = _recording_tracer()
     store = MemoryKeyStore()
     manager = KeyManager(store)
     issued = manager.create(scopes=["quotes:read"], key_type="live", project_id="proj_1")
@@ -470,7 +465,7 @@ def test_opentelemetry_instruments_and_span_attributes():
     traced("scopes", lambda: auth.authenticate(issued.secret, required_scopes=["orders:read"]))
     auth.authenticate(issued.secret)  # no span: counted, nothing recorded
 
-    spans = {span.name: dict(span.attributes or {}) for span in exporter.get_finished_spans()}
+    spans = _finished(exporter)
     key_id = issued.key.id
     assert spans == {
         "first": _span("ok", "live", "api_key", key_id),
@@ -493,6 +488,22 @@ def test_opentelemetry_instruments_and_span_attributes():
     for name, by_attributes in points.items():  # no key id, project or path in any metric
         for attributes in by_attributes:
             assert all(key_id not in v and "proj_" not in v for _, v in attributes), name
+
+
+def _recording_tracer() -> tuple[Any, Any]:
+    """An in-memory span exporter and a tracer whose spans record and end up in it."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter, provider.get_tracer("test")
+
+
+def _finished(exporter: Any) -> dict[str, dict[str, object]]:
+    return {span.name: dict(span.attributes or {}) for span in exporter.get_finished_spans()}
 
 
 def _span(result: str, key_type: str, credential: str | None = None, key_id: str | None = None):
@@ -621,14 +632,8 @@ def test_span_attributes_through_the_starlette_adapter():
     # As under OpenTelemetry's ASGI instrumentation: a server span current around the app.
     from opentelemetry import trace
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("test")
+    exporter, tracer = _recording_tracer()
     store = MemoryKeyStore()
     issued = KeyManager(store).create(scopes=["quotes:read"], key_type="test")
     auth = Authenticator(store, metrics=OpenTelemetryMetrics(MeterProvider()))
@@ -645,7 +650,7 @@ def test_span_attributes_through_the_starlette_adapter():
     for case, key in (("general", issued.secret), ("fast", issued.secret), ("typo", "x")):
         client.get("/quotes", headers={"X-API-Key": key, "X-Case": case})
     client.get("/inline", headers={"X-API-Key": issued.secret, "X-Case": "inline"})
-    spans = {span.name: dict(span.attributes or {}) for span in exporter.get_finished_spans()}
+    spans = _finished(exporter)
     key_id = issued.key.id
     assert spans == {
         "/quotes general": _span("ok", "test", "api_key", key_id),
