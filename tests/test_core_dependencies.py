@@ -12,7 +12,8 @@ import sys
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {"starlette", "werkzeug", "redis", "cachetools", "fastapi",
-                                  "flask", "jinja2", "itsdangerous", "uvicorn", "httpx"}:
+                                  "flask", "jinja2", "itsdangerous", "uvicorn", "httpx",
+                                  "prometheus_client", "opentelemetry"}:
             raise ImportError(f"blocked: {name}")
         return None
 sys.meta_path.insert(0, Block())
@@ -23,6 +24,14 @@ kit = auth_kit()
 key = kit.key("quotes:read")
 assert kit.authenticator.authenticate(key.secret).key_id == key.key.id
 import nowramp_auth.cli
+from nowramp_auth.metrics import OpenTelemetryMetrics, PrometheusMetrics
+for exporter, extra in ((PrometheusMetrics, "metrics"), (OpenTelemetryMetrics, "opentelemetry")):
+    try:
+        exporter()
+    except ImportError as exc:  # the extra to install, named
+        assert f"nowramp_auth[{extra}]" in str(exc), exc
+    else:
+        raise AssertionError(f"{exporter.__name__} built without its library")
 print("core ok")
 """
 

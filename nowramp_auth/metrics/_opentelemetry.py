@@ -50,7 +50,7 @@ class OpenTelemetryMetrics:
     ) -> None:
         try:
             from opentelemetry import metrics
-        except ImportError as exc:  # pragma: no cover - the extra is installed in tests
+        except ImportError as exc:
             raise ImportError(
                 "OpenTelemetryMetrics needs opentelemetry-api: "
                 "pip install 'nowramp_auth[opentelemetry]'"

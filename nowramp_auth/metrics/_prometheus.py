@@ -58,7 +58,7 @@ class PrometheusMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         try:
             from prometheus_client import REGISTRY
-        except ImportError as exc:  # pragma: no cover - the extra is installed in tests
+        except ImportError as exc:
             raise ImportError(
                 "PrometheusMetrics needs prometheus_client: pip install 'nowramp_auth[metrics]'"
             ) from exc
