@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -202,7 +203,17 @@ def test_the_memory_store_reports_no_cache_and_no_store_errors(traffic):
 def test_the_exposition_names_no_key_secret_project_or_path(traffic):
     registry, state = traffic
     text = generate_latest(registry).decode()
-    assert "nowramp_auth_requests_total" in text
+    parsed = {family.name for family in text_string_to_metric_families(text)}  # valid text
+    assert parsed == {
+        "nowramp_auth_requests",
+        "nowramp_auth_authenticate_seconds",
+        "nowramp_auth_cache_requests",
+        "nowramp_auth_store_errors",
+        "nowramp_auth_invalidations",
+        "nowramp_auth_pubsub_reconnects",
+        "nowramp_auth_rate_limit_calls",
+        "nowramp_auth_audit_dropped",
+    }
     forbidden = [*state["secrets"], *state["ids"], "proj_", "/quotes", "/inline", "/widget"]
     for needle in forbidden:
         assert needle not in text, needle
@@ -659,3 +670,44 @@ def test_span_attributes_through_the_starlette_adapter():
         # accepted, then refused inside the handler: the span ends with the refusal
         "/inline inline": _span("INSUFFICIENT_PERMISSIONS", "test", "api_key", key_id),
     }
+
+
+@pytest.mark.redis
+def test_counts_stay_exact_under_a_burst_past_the_pool(redis_url, namespace):
+    # 600 requests at once on asyncio against a pool of 4 connections: cold cache, one
+    # rate-limited key; every request counted once, with its own answer.
+    registry = CollectorRegistry()
+    store = RedisKeyStore.from_url(
+        redis_url, namespace=namespace, max_connections=4, invalidation=False
+    )
+    setup = RedisKeyStore.from_url(redis_url, namespace=namespace, invalidation=False)
+    try:
+        manager = KeyManager(setup)
+        limited = manager.create(
+            scopes=["quotes:read"], rate_limit=RateLimit(250, timedelta(seconds=60))
+        )
+        plain = manager.create(scopes=["quotes:read"], key_type="live")
+        auth = Authenticator(store, metrics=PrometheusMetrics(registry))
+
+        async def burst() -> list[str]:
+            calls = [auth.authenticate_async(limited.secret) for _ in range(400)]
+            calls += [auth.authenticate_async(plain.secret) for _ in range(200)]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            return [r.code.value if isinstance(r, AuthError) else "ok" for r in results]
+
+        answers = asyncio.run(burst())
+        assert answers.count("RATE_LIMITED") == 150 and answers.count("ok") == 450
+        requests = series(registry, "nowramp_auth_requests_total", "result", "key_type")
+        assert requests == {
+            ("ok", "test"): 250,
+            ("RATE_LIMITED", "test"): 150,
+            ("ok", "live"): 200,
+        }
+        assert value(registry, "nowramp_auth_authenticate_seconds_count") == 600
+        assert series(registry, "nowramp_auth_store_errors_total", "operation") == {}
+        cache = series(registry, "nowramp_auth_cache_requests_total", "result")
+        assert cache[("hit",)] + cache[("miss",)] >= 600  # one lookup each, at least
+        assert 1 <= value(registry, "nowramp_auth_rate_limit_calls_total") < 400  # merged
+    finally:
+        store.close()
+        setup.close()
