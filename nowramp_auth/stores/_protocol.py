@@ -58,7 +58,12 @@ def grace_cap_refused(key_id: str, grace_end: datetime) -> ValueError:
 
 @runtime_checkable
 class KeyStore(Protocol):
-    """Synchronous store: the request path (WSGI, CLI) and every management operation."""
+    """Synchronous store: the request path (WSGI, CLI) and every management operation.
+
+    A store may also offer ``store_counts()``, returning a
+    :class:`~nowramp_auth.stores._stats.StoreCounts` (its cache hits and misses, failed calls
+    per operation, invalidation traffic, rate-limit script calls) for the metrics exporters;
+    without it, those series stay at 0 (the memory store has no cache and no network)."""
 
     def digest(self, token: str) -> str:
         """Digest of a plaintext key or session token (SHA-256, or HMAC with the pepper)."""
