@@ -674,10 +674,8 @@ class Authenticator:
                 try:
                     result = getattr(self.store, name)(*args)
                 except StoreUnavailable:
-                    # Into the flow, which adds what it knows of the credential.
-                    op = flow.throw(AuthError(ErrorCode.AUTH_UNAVAILABLE, retry_after=1))
-                    continue
-                op = flow.send(result)
+                    result = _UNAVAILABLE
+                op = flow.send(result) if result is not _UNAVAILABLE else _unavailable(flow)
         except StopIteration as stop:
             value: Accepted = stop.value
             self._accepted(value, ip, method, path, started)
@@ -705,10 +703,8 @@ class Authenticator:
                     try:
                         result = await call(*args)
                     except StoreUnavailable:
-                        # Into the flow, which adds what it knows of the credential.
-                        op = flow.throw(AuthError(ErrorCode.AUTH_UNAVAILABLE, retry_after=1))
-                        continue
-                op = flow.send(result)
+                        result = _UNAVAILABLE
+                op = flow.send(result) if result is not _UNAVAILABLE else _unavailable(flow)
         except StopIteration as stop:
             value: Accepted = stop.value
             self._accepted(value, ip, method, path, started)
@@ -858,6 +854,16 @@ def _charger_of(store: KeyStore) -> Callable[[str, RateLimit], Charger]:
 
 def _general_flow_only(*_args: object) -> None:
     return None
+
+
+_UNAVAILABLE = object()
+"""What a driver hands on when a store operation failed (see :func:`_unavailable`)."""
+
+
+def _unavailable(flow: Flow[Any]) -> Op:
+    # The store could not answer: AUTH_UNAVAILABLE, raised inside the flow (which adds what it
+    # knows of the credential) and outside the driver's except block (no chained cause).
+    return flow.throw(AuthError(ErrorCode.AUTH_UNAVAILABLE, retry_after=1))
 
 
 def _ip(client_ip: ClientIp) -> IPAddress | None:
