@@ -349,6 +349,9 @@ def test_redis_cache_hits_misses_rate_limit_calls_and_redis_down(redis_url, name
             with pytest.raises(AuthError) as unavailable:
                 failing.authenticate(key.secret)
             assert unavailable.value.code.value == "AUTH_UNAVAILABLE"
+            # the key parsed: its (public) id for the audit log; no chained client error
+            assert unavailable.value.key_id == key.key.id
+            assert unavailable.value.__context__ is None
         with pytest.raises(AuthError):
             asyncio.run(failing.authenticate_async(limited.secret))
 
