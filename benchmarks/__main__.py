@@ -15,18 +15,8 @@ from typing import Any
 from . import asgi, core, e2e, hashing, memory, scale_out, wsgi
 from . import metrics as metrics_cost
 from ._redis import private_redis
+from ._report import markdown_table as _table
 from ._rounds import Samples, paired
-
-
-def _table(title: str, headers: list[str], rows: list[list[str]]) -> str:
-    lines = [
-        f"### {title}",
-        "",
-        "| " + " | ".join(headers) + " |",
-        "|" + "|".join("---" for _ in headers) + "|",
-    ]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def _machine() -> str:

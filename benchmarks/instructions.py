@@ -41,6 +41,7 @@ from nowramp_auth import MemoryKeyStore, RateLimit, RedisKeyStore
 
 from . import asgi, wsgi
 from ._redis import private_redis
+from ._report import markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL, LARGE = 1_000, 3_000
@@ -168,12 +169,7 @@ def _counts(cases: tuple[str, ...], small: int, large: int, warm_up: int) -> dic
 
 def table(counts: dict[str, float]) -> str:
     """The Markdown table of :func:`run`'s counts."""
-    lines = [
-        "### Instructions per request (valgrind callgrind)",
-        "",
-        "| case | instructions | overhead | overhead vs the peer's |",
-        "|---|---|---|---|",
-    ]
+    rows = []
     for case, (base, _) in CASES.items():
         if case not in counts or case in REDIS_CASES:
             continue
@@ -187,17 +183,23 @@ def table(counts: dict[str, float]) -> str:
         elif base:
             ratio = "1.00x"
         shown = f"+{overhead:,.0f}" if base else "-"
-        lines.append(f"| {case} | {counts[case]:,.0f} | {shown} | {ratio or '-'} |")
+        rows.append([case, f"{counts[case]:,.0f}", shown, ratio or "-"])
+    text = markdown_table(
+        "Instructions per request (valgrind callgrind)",
+        ["case", "instructions", "overhead", "overhead vs the peer's"],
+        rows,
+    )
     if all(case in counts for case in REDIS_CASES):
         unlimited, limited = counts[REDIS_UNLIMITED], counts[REDIS_LIMITED]
-        lines += [
-            "",
-            "| Redis, in process | instructions | vs the unlimited key |",
-            "|---|---|---|",
-            f"| {REDIS_UNLIMITED} | {unlimited:,.0f} | - |",
-            f"| {REDIS_LIMITED} | {limited:,.0f} | +{limited - unlimited:,.0f} |",
-        ]
-    return "\n".join(lines) + "\n"
+        text += "\n" + markdown_table(
+            "Redis, in process (valgrind callgrind)",
+            ["case", "instructions", "vs the unlimited key"],
+            [
+                [REDIS_UNLIMITED, f"{unlimited:,.0f}", "-"],
+                [REDIS_LIMITED, f"{limited:,.0f}", f"+{limited - unlimited:,.0f}"],
+            ],
+        )
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

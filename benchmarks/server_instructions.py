@@ -36,6 +36,7 @@ import httpx
 from tests.redis_servers import free_port
 
 from ._redis import private_redis
+from ._report import markdown_table
 from .asgi import BARE_KEY
 from .e2e import redis_keys
 
@@ -151,20 +152,19 @@ def run(requests: int = REQUESTS) -> dict[str, float]:
 
 def table(counts: dict[str, float]) -> str:
     """The Markdown table of :func:`run`'s counts."""
-    lines = [
-        "### Instructions per request in a uvicorn server under load (valgrind callgrind)",
-        "",
-        "| case | instructions | ratio | as requests/s |",
-        "|---|---|---|---|",
-    ]
+    rows = []
     for case, count in counts.items():
         base = BASELINES.get(case)
         if base is None or base not in counts:
-            lines.append(f"| {case} | {count:,.0f} | - | - |")
+            rows.append([case, f"{count:,.0f}", "-", "-"])
             continue
         ratio = count / counts[base]
-        lines.append(f"| {case} | {count:,.0f} | {ratio:.3f}x {_short(base)} | {1 / ratio:.2f}x |")
-    return "\n".join(lines) + "\n"
+        rows.append([case, f"{count:,.0f}", f"{ratio:.3f}x {_short(base)}", f"{1 / ratio:.2f}x"])
+    return markdown_table(
+        "Instructions per request in a uvicorn server under load (valgrind callgrind)",
+        ["case", "instructions", "ratio", "as requests/s"],
+        rows,
+    )
 
 
 def _short(base: str) -> str:
