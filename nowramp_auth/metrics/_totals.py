@@ -62,6 +62,8 @@ class Sources:
         before (exact again once the refusal lands and the next request counts)."""
         with self._lock:
             sources = list(self._sources)
+            # Each distinct store's counts, read once (None: a store without a cache).
+            store_counts = {id(s.store): s.store_counts() for s in sources}
             requests: dict[tuple[str, str], int] = {}
             buckets = [0] * (len(DURATION_BUCKETS) + 1)
             seconds = 0.0
@@ -72,7 +74,7 @@ class Sources:
                     requests[pair] = requests.get(pair, 0) + count
                 buckets = [a + b for a, b in zip(buckets, totals.buckets, strict=True)]
                 seconds += totals.seconds
-                if source.store_counts() is not None:  # a store with a cache
+                if store_counts[id(source.store)] is not None:  # a store with a cache
                     fast_hits += totals.fast_path_hits
             for pair in {*requests, *self._high}:
                 count, high = requests.get(pair, 0), self._high.get(pair, 0)
@@ -80,10 +82,9 @@ class Sources:
                     requests[pair] = high
                 else:
                     self._high[pair] = count
-        stores = {id(s.store): s for s in sources}.values()
-        store_counts = [c for c in (s.store_counts() for s in stores) if c is not None]
+        counted = [c for c in store_counts.values() if c is not None]
         errors: dict[str, int] = {}
-        for counts in store_counts:
+        for counts in counted:
             for operation, count in counts.errors.items():
                 errors[operation] = errors.get(operation, 0) + count
         audit = {id(counter): counter for s in sources for counter in s.audit_counters()}
@@ -91,12 +92,12 @@ class Sources:
             requests=requests,
             buckets=tuple(buckets),
             seconds=seconds,
-            cache_hits=fast_hits + sum(c.cache_hits for c in store_counts),
-            cache_misses=sum(c.cache_misses for c in store_counts),
+            cache_hits=fast_hits + sum(c.cache_hits for c in counted),
+            cache_misses=sum(c.cache_misses for c in counted),
             store_errors=errors,
-            invalidations=sum(c.invalidations for c in store_counts),
-            pubsub_reconnects=sum(c.pubsub_reconnects for c in store_counts),
-            rate_limit_calls=sum(c.rate_limit_calls for c in store_counts),
+            invalidations=sum(c.invalidations for c in counted),
+            pubsub_reconnects=sum(c.pubsub_reconnects for c in counted),
+            rate_limit_calls=sum(c.rate_limit_calls for c in counted),
             audit_dropped=sum(int(counter.dropped) for counter in audit.values()),
         )
 
