@@ -1,4 +1,7 @@
-"""Prometheus metrics on a Starlette app. Run: uvicorn examples.metrics_starlette:app"""
+"""Prometheus metrics on a Starlette app.
+
+Run: uvicorn examples.metrics_starlette:app --no-proxy-headers
+"""
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette

@@ -4,17 +4,24 @@ A partner (``DashboardUser.project_ids`` a set) manages its projects' keys; an o
 (``None``) every project. Accounts hold an argon2id hash of the password (``argon2-cffi``),
 never the password; an unknown name is checked against a dummy hash, so a sign-in takes as
 long whether the account exists or not.
+
+Each account carries a session epoch, a random value replaced by every password change: a
+dashboard session remembers the epoch it signed in under and ends when it no longer matches,
+so a password change (like ``disable`` and ``remove``) signs the account out everywhere.
+Names are unique regardless of case, and none may be the operator shortcut's ``admin``.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from ._clock import utc_now
+from ._manager import validate_project_id
 
 __all__ = [
     "ACCOUNT_KIND",
@@ -66,10 +73,6 @@ class DashboardUser:
         return self.project_ids is None or (
             project_id is not None and project_id in self.project_ids
         )
-
-
-OPERATOR_ADMIN = DashboardUser("admin", "Administrator", None)
-"""The operator signed in with ``admin_password=``."""
 
 
 OPERATOR_ADMIN = DashboardUser("admin", "Administrator", None)
@@ -128,7 +131,11 @@ class Accounts:
 
     @staticmethod
     def _check_name(name: str) -> str:
-        if not isinstance(name, str) or not _NAME.fullmatch(name) or name == OPERATOR_ADMIN.id:
+        if (
+            not isinstance(name, str)
+            or not _NAME.fullmatch(name)
+            or name.casefold() == OPERATOR_ADMIN.id
+        ):
             raise ValueError(
                 "account name must be 1-64 letters, digits or _.@- (and not 'admin', the "
                 "admin_password sign-in)"
@@ -165,16 +172,20 @@ class Accounts:
         self._check_password(password)
         if project_ids is not None:
             project_ids = frozenset(project_ids)
-            if not project_ids or not all(isinstance(p, str) and p for p in project_ids):
+            if not project_ids:
                 raise ValueError("a partner account needs at least one project")
-        if self._load(name) is not None:
-            raise ValueError(f"account {name} already exists")
+            for project_id in project_ids:  # as keys' project ids are checked
+                validate_project_id(project_id, optional=False)
+        taken = {n.casefold() for n in self.store.dashboard_item_ids(ACCOUNT_KIND)}
+        if name.casefold() in taken:
+            raise ValueError(f"account {name} already exists (names ignore case)")
         data = {
             "name": name,
             "hash": self._hash.hash(password),
             "projects": sorted(project_ids) if project_ids is not None else None,
             "disabled": False,
             "created": utc_now().isoformat(),
+            "epoch": secrets.token_hex(8),
         }
         self._save(data)
         return self._account(data)
@@ -191,9 +202,11 @@ class Accounts:
         return data
 
     def set_password(self, name: str, password: str) -> None:
-        """Change an account's password. ``KeyError`` for an unknown name."""
+        """Change an account's password; every session of the account ends (on every
+        instance, at its next request). ``KeyError`` for an unknown name."""
         data = self._require(name)
         data["hash"] = self._hash.hash(self._check_password(password))
+        data["epoch"] = secrets.token_hex(8)
         self._save(data)
 
     def disable(self, name: str) -> None:
@@ -212,9 +225,22 @@ class Accounts:
         data = self._load(name) if isinstance(name, str) and _NAME.fullmatch(name) else None
         return data is not None and not data["disabled"]
 
+    def session_epoch(self, name: str) -> str | None:
+        """The epoch a session of ``name`` must carry to stay valid, or ``None`` when the
+        account cannot sign in (unknown or disabled)."""
+        data = self._load(name) if isinstance(name, str) and _NAME.fullmatch(name) else None
+        if data is None or data["disabled"]:
+            return None
+        return str(data.get("epoch", ""))
+
     def verify(self, name: object, password: object) -> DashboardUser | None:
         """The user of a correct sign-in of an enabled account, else ``None`` (the same work
         whether or not the account exists)."""
+        signed_in = self.sign_in(name, password)
+        return signed_in[0] if signed_in is not None else None
+
+    def sign_in(self, name: object, password: object) -> tuple[DashboardUser, str] | None:
+        """Like :meth:`verify`, with the account's session epoch read in the same load."""
         from argon2.exceptions import InvalidHashError, VerificationError
 
         data = self._load(name) if isinstance(name, str) and _NAME.fullmatch(name) else None
@@ -225,4 +251,4 @@ class Accounts:
             return None
         if data is None or data["disabled"]:
             return None
-        return self._account(data).user()
+        return self._account(data).user(), str(data.get("epoch", ""))

@@ -56,25 +56,42 @@ def failure_event(fields: FailureFields) -> AuditEvent:
 class MemoryAuditLog:
     """Keeps the newest ``maxlen`` events in memory; ``.events`` is a list, oldest first.
 
-    Refusals are frequent, so ``auth.failed`` events are kept as raw fields and become
-    :class:`AuditEvent` objects only when read."""
+    Each project's events are also kept in a deque of their own (the newest
+    ``project_maxlen``, default ``maxlen``), so a project's events stay readable
+    (``read(project_ids=...)``) however many events other projects, or unauthenticated
+    requests, add. Refusals are frequent, so ``auth.failed`` events are kept as raw fields
+    and become :class:`AuditEvent` objects only when read."""
 
     emit_never_blocks = True
 
-    def __init__(self, maxlen: int = 10_000) -> None:
+    def __init__(self, maxlen: int = 10_000, *, project_maxlen: int | None = None) -> None:
         if maxlen < 1:
             raise ValueError(f"maxlen must be at least 1, got {maxlen}")
+        if project_maxlen is not None and project_maxlen < 1:
+            raise ValueError(f"project_maxlen must be at least 1, got {project_maxlen}")
         self._events: deque[AuditEvent | FailureFields] = deque(maxlen=maxlen)
+        self._project_maxlen = project_maxlen or maxlen
+        self._by_project: dict[str, deque[AuditEvent | FailureFields]] = {}
         self._lock = threading.Lock()
+
+    def _project_log(self, project_id: str) -> deque[AuditEvent | FailureFields]:
+        log = self._by_project.get(project_id)
+        if log is None:
+            log = self._by_project.setdefault(project_id, deque(maxlen=self._project_maxlen))
+        return log
 
     def emit(self, event: AuditEvent) -> None:
         """Append one event (the oldest falls off when full). ``deque.append`` is atomic, so
         no lock: this runs on every refused request."""
         self._events.append(event)
+        if event.project_id is not None:
+            self._project_log(event.project_id).append(event)
 
     def emit_failure(self, fields: FailureFields) -> None:
         """Append one ``auth.failed`` event as raw fields (built when read)."""
         self._events.append(fields)
+        if fields[6] is not None:
+            self._project_log(fields[6]).append(fields)
 
     @property
     def events(self) -> list[AuditEvent]:
@@ -101,9 +118,22 @@ class MemoryAuditLog:
         type: str | None = None,
         since: datetime | None = None,
         limit: int = 100,
+        project_ids: Iterable[str] | None = None,
     ) -> list[AuditEvent]:
-        """Events newest first, filtered like ``RedisStreamAuditLog.read``."""
-        events = self.query(key_id=key_id, type=type)
+        """Events newest first, filtered like ``RedisStreamAuditLog.read`` (``project_ids``:
+        only those projects' events, from their own deques)."""
+        if project_ids is None:
+            events = self.query(key_id=key_id, type=type)
+        else:
+            with self._lock:
+                kept = [e for p in set(project_ids) for e in self._by_project.get(p, ())]
+            events = [e if isinstance(e, AuditEvent) else failure_event(e) for e in kept]
+            events = [
+                e
+                for e in events
+                if (key_id is None or e.key_id == key_id) and (type is None or e.type == type)
+            ]
+            events.sort(key=lambda e: e.at, reverse=True)
         if since is not None:
             events = [e for e in events if e.at >= since]
         return events[:limit]

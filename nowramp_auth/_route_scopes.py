@@ -16,10 +16,14 @@ from typing import Any, Generic, TypeVar
 __all__ = [
     "EMPTY",
     "SCOPES_ATTRIBUTE",
+    "Resolved",
     "RouteScopeCache",
+    "asgi_host",
+    "flask_route_scopes",
     "record_scopes",
     "recorded_scopes",
     "starlette_route_scopes",
+    "wsgi_host",
 ]
 
 SCOPES_ATTRIBUTE = "__nowramp_scopes__"
@@ -28,25 +32,48 @@ _MAX_ROUTES = 4096
 R = TypeVar("R")
 
 
+Resolved = tuple[frozenset[str], bool]
+"""A route's scopes, and whether the answer varies with more than (method, path): the
+``Host`` header (Starlette ``Host`` routes, werkzeug host matching) or a per-request
+urlconf (Django)."""
+
+
 class RouteScopeCache(Generic[R]):
     """The scopes per ``(method, path)``, resolved once by ``resolve(request)`` (a router
     lookup) and bounded. Hot paths read :attr:`known` directly and call :meth:`lookup` on a
-    miss."""
+    miss.
 
-    __slots__ = ("_resolve", "known")
+    An answer that depended on the request's host (or urlconf) is never put in :attr:`known`:
+    it is kept per ``(method, variant_of(request), path)`` instead, so one host's route
+    cannot lend its scopes to another host's request of the same path."""
 
-    def __init__(self, resolve: Callable[[R], frozenset[str]]) -> None:
+    __slots__ = ("_resolve", "_variant_of", "known", "varying")
+
+    def __init__(self, resolve: Callable[[R], Resolved], variant_of: Callable[[R], str]) -> None:
         self._resolve = resolve
+        self._variant_of = variant_of
         self.known: dict[tuple[str, str], frozenset[str]] = {}
+        self.varying: dict[tuple[str, str, str], frozenset[str]] = {}
 
     def lookup(self, method: str, path: str, request: R) -> frozenset[str]:
         """The scopes the route of ``request`` requires."""
         scopes = self.known.get((method, path))
-        if scopes is None:
-            scopes = self._resolve(request)
-            if len(self.known) >= _MAX_ROUTES:
-                self.known.clear()
-            self.known[(method, path)] = scopes
+        if scopes is not None:
+            return scopes
+        if self.varying:
+            variant = (method, self._variant_of(request), path)
+            scopes = self.varying.get(variant)
+            if scopes is not None:
+                return scopes
+        scopes, varies = self._resolve(request)
+        if varies:
+            table: dict[Any, frozenset[str]] = self.varying
+            key: Any = (method, self._variant_of(request), path)
+        else:
+            table, key = self.known, (method, path)
+        if len(table) >= _MAX_ROUTES:
+            table.clear()
+        table[key] = scopes
         return scopes
 
 
@@ -61,28 +88,43 @@ def recorded_scopes(target: Any) -> frozenset[str]:
     return scopes if isinstance(scopes, frozenset) else EMPTY
 
 
-def starlette_route_scopes(scope: Mapping[str, Any]) -> frozenset[str]:
+def starlette_route_scopes(scope: Mapping[str, Any]) -> Resolved:
     """The scopes the route of an ASGI request requires, found with the app's own router
-    (``scope["app"]``, set by Starlette and FastAPI); none when it cannot be resolved."""
+    (``scope["app"]``, set by Starlette and FastAPI); none when it cannot be resolved. The
+    answer varies by host when a ``Host`` route was consulted before the match."""
     router = getattr(scope.get("app"), "router", None)
+    seen_host: list[bool] = []
     try:
-        return _in_routes(getattr(router, "routes", ()), scope)
+        scopes = _in_routes(getattr(router, "routes", ()), scope, seen_host)
     except Exception:  # a router that cannot answer: the guards still run downstream
-        return EMPTY
+        return EMPTY, True
+    return scopes, bool(seen_host)
 
 
-def _in_routes(routes: Iterable[Any], scope: Mapping[str, Any]) -> frozenset[str]:
-    from starlette.routing import Match, Mount
+def asgi_host(scope: Mapping[str, Any]) -> str:
+    """The ``Host`` header of an ASGI request ("" when absent)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def _in_routes(
+    routes: Iterable[Any], scope: Mapping[str, Any], seen_host: list[bool]
+) -> frozenset[str]:
+    from starlette.routing import Host, Match, Mount
 
     for route in routes:
+        if isinstance(route, Host):
+            seen_host.append(True)
         match, child = route.matches(scope)
         if match is not Match.FULL:
             continue
-        if isinstance(route, Mount):
+        if isinstance(route, Mount | Host):
             inner: Iterable[Any] | None = getattr(route.app, "routes", None)
             if inner is None:
                 inner = getattr(getattr(route.app, "router", None), "routes", ())
-            return _in_routes(inner or (), {**scope, **child})
+            return _in_routes(inner or (), {**scope, **child}, seen_host)
         return _endpoint_scopes(child.get("endpoint"), scope, getattr(route, "dependant", None))
     return EMPTY
 
@@ -100,16 +142,25 @@ def _endpoint_scopes(endpoint: Any, scope: Mapping[str, Any], dependant: Any) ->
     return frozenset(needed)
 
 
-def flask_route_scopes(wsgi_app: Any, environ: Mapping[str, Any]) -> frozenset[str]:
+def flask_route_scopes(wsgi_app: Any, environ: Mapping[str, Any]) -> Resolved:
     """The scopes the view of a WSGI request requires, when ``wsgi_app`` is a Flask app's
-    ``wsgi_app`` (its ``url_map`` finds the view); none otherwise."""
+    ``wsgi_app`` (its ``url_map`` finds the view); none otherwise. The answer varies by host
+    when the map matches hosts or subdomains."""
     flask_app = getattr(wsgi_app, "__self__", None)
     url_map = getattr(flask_app, "url_map", None)
     views = getattr(flask_app, "view_functions", None)
     if url_map is None or views is None:
-        return EMPTY
+        return EMPTY, False
+    varies = bool(getattr(url_map, "host_matching", False)) or bool(
+        getattr(flask_app, "subdomain_matching", False)
+    )
     try:
         endpoint, _ = url_map.bind_to_environ(environ).match()
     except Exception:  # 404, 405, a redirect: no view runs
-        return EMPTY
-    return recorded_scopes(views.get(endpoint))
+        return EMPTY, varies
+    return recorded_scopes(views.get(endpoint)), varies
+
+
+def wsgi_host(environ: Mapping[str, Any]) -> str:
+    """The host a WSGI request names (``HTTP_HOST``, else ``SERVER_NAME``)."""
+    return str(environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or "")

@@ -23,7 +23,7 @@ from ._guards import middleware_options, required_scopes, scope_guard
 from ._http import create_widget_session_async, session_created
 from ._models import Principal
 from ._openapi import OPENAPI_PARAM, declare_api_key_security
-from ._route_scopes import RouteScopeCache, starlette_route_scopes
+from ._route_scopes import RouteScopeCache, asgi_host, starlette_route_scopes
 
 __all__ = ["ApiKeyMiddleware", "ScopeCredentials", "require_scopes"]
 
@@ -88,7 +88,9 @@ class ApiKeyMiddleware:
         self._trusting = bool(authenticator.trusted_proxies)
         self._accept = authenticator.accept_verified
         self._scopes_cache: dict[frozenset[str], ScopeCredentials] = {}
-        self._route_scopes: RouteScopeCache[Scope] = RouteScopeCache(starlette_route_scopes)
+        self._route_scopes: RouteScopeCache[Scope] = RouteScopeCache(
+            starlette_route_scopes, asgi_host
+        )
         self._known_routes = self._route_scopes.known  # the same dict, one lookup closer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -174,7 +176,8 @@ class ApiKeyMiddleware:
         if path == self.widget_sessions_path and method == "POST":
             await self._widget_session(scope, receive, send)
             return
-        if path in self.public_paths:
+        if path in self.public_paths or (method == "OPTIONS" and _preflight(scope)):
+            # Public, or a CORS preflight (no credential by design): served as it is.
             try:
                 await self.app(scope, receive, send)
             except AuthError as error:  # a route dependency needs a credential here after all
@@ -295,6 +298,11 @@ class ApiKeyMiddleware:
             return
         status, headers, payload = session_created(issued)
         await send_http(send, status, headers, payload)
+
+
+def _preflight(scope: Scope) -> bool:
+    # A CORS preflight: OPTIONS naming the method it asks about.
+    return any(name == b"access-control-request-method" for name, _ in scope["headers"])
 
 
 def _error_response(error: AuthError) -> Response:

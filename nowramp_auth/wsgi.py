@@ -22,7 +22,7 @@ from ._fast_path import LimitedKey
 from ._guards import middleware_options, required_scopes, scope_guard
 from ._http import MAX_WIDGET_BODY, create_widget_session, session_created
 from ._models import Principal
-from ._route_scopes import RouteScopeCache, flask_route_scopes
+from ._route_scopes import RouteScopeCache, flask_route_scopes, wsgi_host
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -67,7 +67,7 @@ class ApiKeyMiddleware:
         self._trusting = bool(authenticator.trusted_proxies)
         self._accept = authenticator.accept_verified
         self._route_scopes: RouteScopeCache[WSGIEnvironment] = RouteScopeCache(
-            functools.partial(flask_route_scopes, app)
+            functools.partial(flask_route_scopes, app), wsgi_host
         )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -124,7 +124,9 @@ class ApiKeyMiddleware:
         method = environ.get("REQUEST_METHOD", "GET")
         if path == self.widget_sessions_path and method == "POST":
             return self._widget_session(Request(environ))(environ, start_response)
-        if path in self.public_paths:
+        if path in self.public_paths or (
+            method == "OPTIONS" and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
+        ):  # public, or a CORS preflight (no credential by design)
             return self.app(environ, start_response)
         auth = self.authenticator
         forwarded = environ.get("HTTP_X_FORWARDED_FOR")

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.dashboard_login import login
 from nowramp_auth import AuditEvent, AuthError, LoggingAuditLog, MemoryAuditLog
 from nowramp_auth._audit import AuditEmitter
 from nowramp_auth.testing import auth_kit
@@ -174,7 +175,7 @@ def test_dashboard_changes_name_the_operator():
         ]
     )
     client = TestClient(app)
-    client.post("/d/login", data={"password": password})
+    login(client, "/d/login", {"password": password})
     page = client.get("/d/keys").text
     token = page.split('name="csrf_token" value="')[1].split('"')[0]
     created = client.post(

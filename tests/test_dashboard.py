@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -18,6 +19,7 @@ from nowramp_auth.dashboard import create_dashboard
 from nowramp_auth.starlette import ApiKeyMiddleware
 from nowramp_auth.testing import AuthKit, auth_kit
 from tests import servers
+from tests.dashboard_login import login, login_token
 
 PASSWORD = "correct horse battery staple"
 
@@ -49,7 +51,7 @@ def client(app: Starlette) -> TestClient:
 
 
 def sign_in(client: TestClient) -> None:
-    response = client.post("/dashboard/login", data={"password": PASSWORD})
+    response = login(client, "/dashboard/login", {"password": PASSWORD})
     assert response.status_code == 303
     assert response.headers["location"] == "/dashboard/keys"
 
@@ -92,9 +94,9 @@ def test_forms_need_a_session(client: TestClient, kit: AuthKit, path: str):
 
 
 def test_sign_in_cookie_and_wrong_password(client: TestClient):
-    wrong = client.post("/dashboard/login", data={"password": "nope"})
+    wrong = login(client, "/dashboard/login", {"password": "nope"})
     assert wrong.status_code == 401 and "Wrong username or password" in wrong.text
-    response = client.post("/dashboard/login", data={"password": PASSWORD})
+    response = login(client, "/dashboard/login", {"password": PASSWORD})
     cookie = response.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Secure" in cookie
     assert "Path=/dashboard" in cookie
@@ -103,8 +105,8 @@ def test_sign_in_cookie_and_wrong_password(client: TestClient):
 
 def test_sign_in_is_throttled(client: TestClient):
     for _ in range(5):
-        assert client.post("/dashboard/login", data={"password": "x"}).status_code == 401
-    assert client.post("/dashboard/login", data={"password": PASSWORD}).status_code == 429
+        assert login(client, "/dashboard/login", {"password": "x"}).status_code == 401
+    assert login(client, "/dashboard/login", {"password": PASSWORD}).status_code == 429
 
 
 def test_forged_cookie_is_rejected(client: TestClient):
@@ -120,7 +122,7 @@ def test_default_password_is_impossible(kit: AuthKit):
     # Without admin_password there is no operator shortcut at all (accounts only).
     client = TestClient(Starlette(routes=[Mount("/d", create_dashboard(kit.manager))]))
     for password in ("", "short", "x" * 40):
-        refused = client.post("/d/login", data={"username": "admin", "password": password})
+        refused = login(client, "/d/login", {"username": "admin", "password": password})
         assert refused.status_code == 401
 
 
@@ -253,10 +255,14 @@ def _raw_login_statuses(base: str, password: str, count: int) -> list[int]:
     """``count`` sign-ins over raw sockets: every request's headers first, then (once all
     are in) every body; the status line of each answer."""
     host, port = base.removeprefix("http://").split(":")
-    body = urlencode({"username": "admin", "password": password}).encode()
+    with httpx.Client(base_url=base) as browser:  # the form's CSRF token and its cookie
+        token = login_token(browser, "/dashboard/login")
+        cookie = browser.cookies["nowramp_dashboard_login"]
+    body = urlencode({"username": "admin", "password": password, "csrf_token": token}).encode()
     head = (
         "POST /dashboard/login HTTP/1.1\r\nHost: {host}\r\n"
         "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Cookie: nowramp_dashboard_login={cookie}\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).format(host=host)
     sockets = [socket.create_connection((host, int(port)), timeout=10) for _ in range(count)]

@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from nowramp_auth import KeyManager, MemoryKeyStore, RedisKeyStore
 from nowramp_auth._accounts import Accounts
 from nowramp_auth.dashboard import create_dashboard
+from tests.dashboard_login import login
 from tests.servers import ROOT
 
 pytestmark = pytest.mark.redis
@@ -49,7 +50,7 @@ def instance(
 
 
 def sign_in(client: TestClient, username: str, password: str) -> int:
-    return client.post("/d/login", data={"username": username, "password": password}).status_code
+    return login(client, "/d/login", {"username": username, "password": password}).status_code
 
 
 def test_accounts_round_trip_through_the_cli(redis_url: str, namespace: str):
@@ -243,7 +244,7 @@ def test_an_unreachable_key_store_is_a_503_page_not_a_500():
             routes=[Mount("/d", create_dashboard(KeyManager(store), admin_password=PASSWORD))]
         )
         client = TestClient(app, raise_server_exceptions=False, follow_redirects=False)
-        signing_in = client.post("/d/login", data={"username": "admin", "password": PASSWORD})
+        signing_in = login(client, "/d/login", {"username": "admin", "password": PASSWORD})
         assert signing_in.status_code == 503 and "unreachable" in signing_in.text
         client.cookies.set("nowramp_dashboard", "x" * 43)
         page = client.get("/d/keys")

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
+from tests.dashboard_login import login
 from nowramp_auth import AuthError
 from nowramp_auth._accounts import Accounts
 from nowramp_auth.dashboard import DashboardUser, create_dashboard
@@ -65,8 +66,7 @@ def setup(request: pytest.FixtureRequest) -> tuple[AuthKit, Callable[[str], Test
             return TestClient(app, headers={"X-Test-User": user})
         client = TestClient(app, client=(f"198.51.100.{next(addresses)}", 50000))
         if user in USERS:
-            signed_in = client.post(
-                "/d/login", data={"username": user, "password": ACCOUNT_PASSWORD}
+            signed_in = login(client, "/d/login", {"username": user, "password": ACCOUNT_PASSWORD}
             )
             assert signed_in.status_code == 200, signed_in.text  # followed to /d/keys
         return client
@@ -226,7 +226,9 @@ def test_audit_csv_follows_the_filter_and_escapes_formulas(setup):
         ("+1", "'+1"),
         ("-1", "'-1"),
         ("@SUM(A1)", "'@SUM(A1)"),
-        ("\t=1", "'\t=1"),
+        ("\t=1", "'\t'=1"),  # split on tab, the second cell would start a formula
+        ("/v1/quotes;=1+1", "/v1/quotes;'=1+1"),  # split on ';'
+        ("a,-1", "a,'-1"),
         ("/v1/quotes", "/v1/quotes"),
         (None, ""),
     ],

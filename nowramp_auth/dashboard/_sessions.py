@@ -31,6 +31,7 @@ class DashboardSession:
     csrf_token: str
     created: float  # epoch seconds
     seen: float
+    account_epoch: str = ""  # the account's session epoch at sign-in (see _accounts)
 
 
 class StoreSessions:
@@ -56,15 +57,17 @@ class StoreSessions:
             "csrf": session.csrf_token,
             "created": session.created,
             "seen": session.seen,
+            "epoch": session.account_epoch,
         }
         ttl = min(self.idle, session.created + self.absolute - session.seen)
         self.store.put_dashboard_item(SESSION_KIND, session_id, json.dumps(data), max(ttl, 0.001))
 
-    def start(self, user: DashboardUser) -> tuple[DashboardSession, str]:
-        """A new session for ``user`` and its cookie value."""
+    def start(self, user: DashboardUser, account_epoch: str = "") -> tuple[DashboardSession, str]:
+        """A new session for ``user`` (signed in under ``account_epoch``) and its cookie
+        value."""
         cookie = secrets.token_urlsafe(32)
         now = time.time()
-        session = DashboardSession(user, secrets.token_urlsafe(24), now, now)
+        session = DashboardSession(user, secrets.token_urlsafe(24), now, now, account_epoch)
         self._save(self._id(cookie), session)
         return session, cookie
 
@@ -85,9 +88,10 @@ class StoreSessions:
         user = DashboardUser(
             data["user"], data["name"], frozenset(projects) if projects is not None else None
         )
-        session = DashboardSession(user, data["csrf"], data["created"], data["seen"])
+        epoch = str(data.get("epoch", ""))
+        session = DashboardSession(user, data["csrf"], data["created"], data["seen"], epoch)
         if now - session.seen >= _TOUCH_EVERY:
-            session = DashboardSession(user, session.csrf_token, session.created, now)
+            session = DashboardSession(user, session.csrf_token, session.created, now, epoch)
             self._save(session_id, session)
         return session
 

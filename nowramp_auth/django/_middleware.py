@@ -111,7 +111,9 @@ class ApiKeyMiddleware:
         self.public_paths = middleware_options(
             self.authenticator, config.get("PUBLIC_PATHS", ()), self.widget_sessions_path
         )
-        self._route_scopes: RouteScopeCache[HttpRequest] = RouteScopeCache(route_scopes)
+        self._route_scopes: RouteScopeCache[HttpRequest] = RouteScopeCache(
+            route_scopes, _urlconf_of
+        )
         self._trusting = bool(self.authenticator.trusted_proxies)
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
@@ -165,7 +167,9 @@ class ApiKeyMiddleware:
         method = request.method or "GET"
         if path == self.widget_sessions_path and method == "POST":
             return _Plan("widget", path, method)
-        if path in self.public_paths:
+        if path in self.public_paths or (
+            method == "OPTIONS" and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in request.META
+        ):  # public, or a CORS preflight (no credential by design)
             return _Plan("public", path, method)
         meta = request.META
         scopes = self._scopes(request, method, path)
@@ -198,7 +202,7 @@ class ApiKeyMiddleware:
 
     def _scopes(self, request: HttpRequest, method: str, path: str) -> frozenset[str]:
         if getattr(request, "urlconf", None) is not None:  # set per request: not cached
-            return route_scopes(request)
+            return route_scopes(request)[0]
         return self._route_scopes.lookup(method, path, request)
 
     def _fast(self, meta: dict[str, Any], scopes: frozenset[str]) -> Principal | LimitedKey | None:
@@ -279,3 +283,8 @@ def _with_headers(response: HttpResponse, principal: Principal) -> HttpResponse:
 def _values(value: str | None) -> list[str]:
     # WSGI and ASGI Django join repeated fields with ",": the authenticator refuses those.
     return [] if value is None else [value]
+
+
+def _urlconf_of(request: HttpRequest) -> str:
+    # Which urlconf resolves the request (a middleware may set one per request or host).
+    return repr(getattr(request, "urlconf", None))

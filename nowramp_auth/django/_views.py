@@ -103,11 +103,18 @@ def _guard_class(view_class: type, required: frozenset[str]) -> type:
 
 def declared_scopes(declared: object, method: str) -> frozenset[str]:
     """The scopes a view's ``required_scopes`` asks of ``method``: a list applies to every
-    method; in a dict, a method that is missing requires :data:`NO_SCOPES_FOR_METHOD`."""
+    method; in a dict, a method that is missing requires :data:`NO_SCOPES_FOR_METHOD`, except
+    ``HEAD`` (``GET``'s scopes, as Django serves it with ``GET``'s handler) and ``OPTIONS``
+    (none: it describes the view and changes nothing)."""
     if declared is None:
         raise ImproperlyConfigured("HasScopes needs required_scopes on the view")
     if isinstance(declared, Mapping):
-        scopes = declared.get(method.upper())
+        method = method.upper()
+        scopes = declared.get(method)
+        if scopes is None and method == "HEAD":
+            scopes = declared.get("GET")
+        if scopes is None and method == "OPTIONS":
+            return frozenset()
         if scopes is None:
             return frozenset({NO_SCOPES_FOR_METHOD})
         return frozenset(check_scope_name(s) for s in _as_list(scopes))
@@ -140,10 +147,12 @@ def _checks_has_scopes(view_class: type) -> bool:
     return any(isinstance(p, type) and issubclass(p, HasScopes) for p in permissions)
 
 
-def route_scopes(request: HttpRequest) -> frozenset[str]:
-    """The scopes the view that ``request`` resolves to requires (none when none matches)."""
+def route_scopes(request: HttpRequest) -> tuple[frozenset[str], bool]:
+    """The scopes the view that ``request`` resolves to requires (none when none matches),
+    and whether that varies per request (a per-request urlconf)."""
+    urlconf = getattr(request, "urlconf", None)
     try:
-        match = resolve(request.path_info, getattr(request, "urlconf", None))
+        match = resolve(request.path_info, urlconf)
     except Resolver404:
-        return frozenset()
-    return view_scopes(match.func, request.method or "GET")
+        return frozenset(), urlconf is not None
+    return view_scopes(match.func, request.method or "GET"), urlconf is not None

@@ -6,6 +6,13 @@ is at-most-once, so every (re)subscription flushes the cache, and while the subs
 down the cache takes no new entries (its TTL bounds how long old ones serve). On Redis
 Cluster, published messages reach every node's subscribers, so one node is enough; the
 listener moves to the next node after a failure.
+
+A subscription can also die silently: a NAT or load balancer that drops an idle flow sends
+neither FIN nor RST, and the socket just stops delivering. So the listener checks its channel:
+after :data:`HEALTH_INTERVAL` seconds without any message it sends a ``PING`` on the
+subscription, and a channel that has not answered within :data:`REPLY_DEADLINE` seconds is
+dropped and replaced (with the cache flushed, as on every re-subscription). A dead channel is
+thus noticed within ``HEALTH_INTERVAL + REPLY_DEADLINE`` seconds.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,6 +31,15 @@ from ._redis_clients import RedisClients, io_errors
 __all__ = ["InvalidationListener"]
 
 _log = logging.getLogger("nowramp_auth.redis")
+
+HEALTH_INTERVAL = 1.0
+"""Seconds of silence on the subscription before the listener pings it."""
+REPLY_DEADLINE = 1.5
+"""Seconds a ping may go unanswered before the subscription is declared dead."""
+
+
+class ChannelSilent(Exception):
+    """The subscription did not answer a ping in time (a silently dropped connection)."""
 
 
 class InvalidationListener:
@@ -38,7 +55,11 @@ class InvalidationListener:
         closing: threading.Event,
         on_subscribed: Callable[[bool], None],
         on_invalidate: Callable[[str], None],
+        health_interval: float = HEALTH_INTERVAL,
+        reply_deadline: float = REPLY_DEADLINE,
     ) -> None:
+        self._health_interval = health_interval
+        self._reply_deadline = reply_deadline
         self._clients = clients
         self._channel = channel
         self._closing = closing
@@ -63,17 +84,14 @@ class InvalidationListener:
         attempt = 0
         while not self._closing.is_set():
             pubsub = None
+            started = time.monotonic()
             try:
                 with io_errors():
                     nodes = self._nodes()
                 node = nodes[attempt % len(nodes)]
                 pubsub = node.pubsub()
                 pubsub.subscribe(self._channel)
-                while not self._closing.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        self._on_message(message)
-                        delay = 0.05
+                self._listen(pubsub)
             except Exception as exc:
                 _log.warning(
                     "invalidation channel down (%s); cache fills paused", type(exc).__name__
@@ -84,8 +102,28 @@ class InvalidationListener:
                     with contextlib.suppress(Exception):
                         pubsub.close()
             attempt += 1
+            if time.monotonic() - started > 2.0:  # it was up for a while: come back quickly
+                delay = 0.05
             self._closing.wait(delay)
             delay = min(delay * 2, 1.0)
+
+    def _listen(self, pubsub: Any) -> None:
+        # Deliver messages until closing; ping the channel when it has been silent, and give
+        # up on it (ChannelSilent) when a ping goes unanswered past the deadline.
+        heard = time.monotonic()
+        pinged: float | None = None
+        while not self._closing.is_set():
+            message = pubsub.get_message(timeout=0.25)
+            now = time.monotonic()
+            if message is not None:
+                heard, pinged = now, None
+                self._on_message(message)
+            elif pinged is not None:
+                if now - pinged > self._reply_deadline:
+                    raise ChannelSilent(f"no reply to a ping in {self._reply_deadline:g} s")
+            elif now - heard >= self._health_interval:
+                pubsub.ping()
+                pinged = now
 
     def _on_message(self, message: Mapping[str, Any]) -> None:
         kind = message.get("type")

@@ -8,6 +8,7 @@ Return values: a status string, or the record's fields as a flat list.
 from __future__ import annotations
 
 __all__ = [
+    "ATTEMPT",
     "INSERT",
     "INSERT_SESSION",
     "RATE_LIMIT",
@@ -207,4 +208,17 @@ if accepted > 0 then
 end
 if accepted == k then return {accepted, limit - count, 0, window} end
 return {accepted, 0, (oldest + n + 1) * width - now, (newest + n + 1) * width - now}
+"""
+
+# A throttle slot (dashboard sign-in attempts): at most ARGV[1] slots in any ARGV[2] ms, on
+# Redis' clock. KEYS[1]=slots (sorted set)  ARGV[3]=ticket naming the slot (so a successful
+# sign-in can hand its slot back with ZREM). Returns 1 when a slot was taken, else 0.
+ATTEMPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
 """

@@ -9,6 +9,7 @@ threads; the async methods run the same code (there is no I/O to wait for).
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -45,6 +46,7 @@ class MemoryKeyStore:
         check): every change stores a new object, so identity tells whether it changed."""
         self._sessions: dict[str, SessionRecord] = {}
         self._dashboard: dict[tuple[str, str], tuple[str, float | None]] = {}
+        self._attempts: dict[str, list[tuple[float, str]]] = {}
         self._usage = UsageLog()
         self.count_request = self._usage.count
         """Count one request of a key at a time in epoch seconds (no lock, no I/O)."""
@@ -250,6 +252,31 @@ class MemoryKeyStore:
                 for (k, item_id), (_, expires) in self._dashboard.items()
                 if k == kind and expires is None
             )
+
+    def take_attempt(self, bucket: str, limit: int, window: float) -> str | None:
+        """Take one of ``limit`` slots per ``window`` seconds of ``bucket`` (a ticket naming
+        it), or ``None`` when all are taken."""
+        now = time.monotonic()
+        with self._lock:
+            kept = [slot for slot in self._attempts.get(bucket, ()) if slot[0] > now - window]
+            if len(kept) >= limit:
+                self._attempts[bucket] = kept
+                return None
+            ticket = secrets.token_hex(8)
+            if len(self._attempts) >= 10_000:  # forget buckets whose slots have all expired
+                self._attempts = {
+                    b: slots
+                    for b, slots in self._attempts.items()
+                    if slots and slots[-1][0] > now - window
+                }
+            self._attempts[bucket] = [*kept, (now, ticket)]
+            return ticket
+
+    def return_attempt(self, bucket: str, ticket: str) -> None:
+        """Give back the slot ``ticket`` names."""
+        with self._lock:
+            slots = self._attempts.get(bucket, [])
+            self._attempts[bucket] = [slot for slot in slots if slot[1] != ticket]
 
     def get_usage(self, key_ids: Iterable[str]) -> dict[str, Usage]:
         """Usage of the given keys."""

@@ -79,6 +79,7 @@ from ._redis_codec import (
     from_us,
     to_us,
 )
+from ._redis_dashboard import RedisDashboardState
 from ._redis_invalidation import InvalidationListener
 from ._redis_pipeline import Merging, ScriptPipeline
 from ._sliding_log import EXACT_LIMIT, SUB_WINDOWS
@@ -128,7 +129,7 @@ def _rate_statuses(reply: list[Any], charged: int, args: Sequence[Any]) -> list[
     return statuses
 
 
-class RedisKeyStore:
+class RedisKeyStore(RedisDashboardState):
     """Key store on Redis (single node) or Redis Cluster; serves sync and async callers.
 
     Parameters:
@@ -646,49 +647,6 @@ class RedisKeyStore:
             {h: n for h, n in history.accepted.items() if h >= first},
             {b: n for b, n in history.refused.items() if b[0] >= first},
         )
-
-    # -- dashboard state (accounts, sign-in sessions) -----------------------------------------
-    def _dashboard_name(self, kind: str, item_id: str) -> str:
-        return f"{self.names.ns}:dash:{kind}:{item_id}"
-
-    @counts_failures("put_dashboard_item")
-    def put_dashboard_item(self, kind: str, item_id: str, value: str, ttl: float | None) -> None:
-        """Store ``value`` under ``(kind, item_id)``, for ``ttl`` seconds (``None``: kept)."""
-        name, index = self._dashboard_name(kind, item_id), f"{self.names.ns}:dash:{kind}"
-        px = max(1, int(ttl * 1000)) if ttl is not None else None
-
-        def put(client: Any) -> None:
-            if px is None:  # listed items: the index first (a stale entry is harmless)
-                client.sadd(index, item_id)
-            client.set(name, value, px=px)
-
-        self._clients.write(put)
-
-    @counts_failures("get_dashboard_item")
-    def get_dashboard_item(self, kind: str, item_id: str) -> str | None:
-        """The value under ``(kind, item_id)``, or ``None`` (absent or expired)."""
-        name = self._dashboard_name(kind, item_id)
-        value: str | None = self._clients.read(lambda client: client.get(name))
-        return value
-
-    @counts_failures("delete_dashboard_item")
-    def delete_dashboard_item(self, kind: str, item_id: str) -> bool:
-        """Remove ``(kind, item_id)``; whether it was there."""
-        name, index = self._dashboard_name(kind, item_id), f"{self.names.ns}:dash:{kind}"
-
-        def delete(client: Any) -> bool:
-            removed = bool(client.delete(name))
-            client.srem(index, item_id)
-            return removed
-
-        return bool(self._clients.write(delete))
-
-    @counts_failures("dashboard_item_ids")
-    def dashboard_item_ids(self, kind: str) -> list[str]:
-        """The ids of the kept (TTL-less) items of ``kind``, sorted."""
-        index = f"{self.names.ns}:dash:{kind}"
-        ids = self._clients.read(lambda client: client.smembers(index))
-        return sorted(ids)
 
     @counts_failures("get_usage")
     def get_usage(self, key_ids: Iterable[str]) -> dict[str, Usage]:
