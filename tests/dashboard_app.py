@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from nowramp_auth import Authenticator, KeyManager, MemoryAuditLog, MemoryKeyStore, RedisKeyStore
-from nowramp_auth.dashboard import create_dashboard
+from nowramp_auth.dashboard import DashboardUser, create_dashboard
 from nowramp_auth.starlette import ApiKeyMiddleware, require_scopes
 from nowramp_auth.stores import KeyStore
 
@@ -31,6 +31,16 @@ async def quotes(request: Request) -> JSONResponse:
     return JSONResponse({"quotes": []})
 
 
+def host_app_user(request: Request) -> DashboardUser | None:
+    """identify= mode: the host app's own sign-in, here a cookie naming the partner."""
+    if request.cookies.get("host_session") == "alice-session":
+        return DashboardUser("alice", "Alice", frozenset({"proj_partner"}))
+    return None
+
+
+TRUSTED = [c for c in os.environ.get("DASHBOARD_TRUSTED_PROXIES", "").split(",") if c]
+
+
 async def health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
@@ -41,12 +51,18 @@ app = Starlette(
         Route("/v1/quotes", quotes),
         Mount(
             "/dashboard",
-            create_dashboard(manager, admin_password=os.environ["DASHBOARD_PASSWORD"], audit=audit),
+            create_dashboard(
+                manager,
+                admin_password=os.environ["DASHBOARD_PASSWORD"],
+                audit=audit,
+                trusted_proxies=TRUSTED,
+            ),
         ),
+        Mount("/partners", create_dashboard(manager, audit=audit, identify=host_app_user)),
     ]
 )
 app.add_middleware(
     ApiKeyMiddleware,
     authenticator=Authenticator(store, audit=audit),
-    public_paths=["/health", "/dashboard*"],
+    public_paths=["/health", "/dashboard*", "/partners*"],
 )

@@ -9,10 +9,10 @@ from datetime import timedelta
 
 import pytest
 
-from tests.dashboard_login import login
 from nowramp_auth import AuditEvent, AuthError, LoggingAuditLog, MemoryAuditLog
 from nowramp_auth._audit import AuditEmitter
 from nowramp_auth.testing import auth_kit
+from tests.dashboard_login import login
 
 FIELDS = {
     "type",

@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from tests.dashboard_login import login
 from nowramp_auth import AuthError
 from nowramp_auth._accounts import Accounts
 from nowramp_auth.dashboard import DashboardUser, create_dashboard
 from nowramp_auth.testing import AuthKit, auth_kit
+from tests.dashboard_login import login
 
 ACCOUNT_PASSWORD = "a partner's long password"
 USERS = {
@@ -66,8 +66,7 @@ def setup(request: pytest.FixtureRequest) -> tuple[AuthKit, Callable[[str], Test
             return TestClient(app, headers={"X-Test-User": user})
         client = TestClient(app, client=(f"198.51.100.{next(addresses)}", 50000))
         if user in USERS:
-            signed_in = login(client, "/d/login", {"username": user, "password": ACCOUNT_PASSWORD}
-            )
+            signed_in = login(client, "/d/login", {"username": user, "password": ACCOUNT_PASSWORD})
             assert signed_in.status_code == 200, signed_in.text  # followed to /d/keys
         return client
 

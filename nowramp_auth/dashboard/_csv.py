@@ -34,9 +34,10 @@ COLUMNS = (
     "detail",
 )
 # A formula character at the start of the text or after anything a spreadsheet may split
-# on or trim (separators, double quotes, spaces, line breaks) could begin a cell. The
+# on or trim (separators, double quotes, any white space or line break, Unicode's included)
+# could begin a cell. The
 # inserted ' is none of those, so repeating the substitution reaches a fixed point.
-_CELL_START = re.compile(r"""(^|[,;\t\r\n" ])([=+\-@\t\r|%])""")
+_CELL_START = re.compile(r"""(^|[,;"\s])([=+\-@\t\r|%])""")
 
 
 def spreadsheet_safe(value: object) -> str:

@@ -53,6 +53,19 @@ __all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_QUEUE_TIMEOUT", "RedisClients", "
 
 _log = logging.getLogger("nowramp_auth.redis")
 
+CLUSTER_REDIRECTIONS = 80
+"""How many times one command follows ``MOVED``/``ASK`` or waits out ``TRYAGAIN``: each of
+those answers says the command did not run, so following them never repeats a state change.
+redis-py sleeps 50 ms between tries in the second half, so a slot migration may hold a
+command for about 2 s (redis-py's default of 16 gave up after 0.4 s: a 503 for a rate-limited
+key whose slot was moving)."""
+
+
+def _following_redirections(client: Any) -> Any:
+    # redis-py reads the number per command from this attribute (a class default of 16).
+    client.RedisClusterRequestTTL = CLUSTER_REDIRECTIONS
+    return client
+
 DEFAULT_MAX_CONNECTIONS = 50
 DEFAULT_QUEUE_TIMEOUT = 5.0
 _EXPECTED = (TimeoutError, asyncio.TimeoutError, RedisError, RedisClusterException, OSError)
@@ -184,8 +197,10 @@ class RedisClients:
     def _make_sync(self) -> Any:
         no_retry = redis.retry.Retry(NoBackoff(), 0)
         if self.cluster:
-            return redis.cluster.RedisCluster.from_url(
-                self.url, retry=no_retry, max_connections=self._pool_size(), **self.options
+            return _following_redirections(
+                redis.cluster.RedisCluster.from_url(
+                    self.url, retry=no_retry, max_connections=self._pool_size(), **self.options
+                )
             )
         return redis.Redis.from_url(
             self.url, retry=no_retry, max_connections=self._pool_size(), **self.options
@@ -194,8 +209,10 @@ class RedisClients:
     def _make_async(self) -> Any:
         no_retry = redis.asyncio.retry.Retry(NoBackoff(), 0)
         if self.cluster:
-            return redis.asyncio.cluster.RedisCluster.from_url(
-                self.url, retry=no_retry, max_connections=self._pool_size(), **self.options
+            return _following_redirections(
+                redis.asyncio.cluster.RedisCluster.from_url(
+                    self.url, retry=no_retry, max_connections=self._pool_size(), **self.options
+                )
             )
         return redis.asyncio.Redis.from_url(
             self.url, retry=no_retry, max_connections=self._pool_size(), **self.options
