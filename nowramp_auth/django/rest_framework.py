@@ -160,13 +160,17 @@ class ApiKeyAuthentication(BaseAuthentication):
 class HasScopes(BasePermission):
     """Allows a request whose principal holds every scope the view's ``required_scopes``
     asks of its method (a list for every method, or a dict per method: a method missing
-    from the dict is refused). Refusals are the standard ``MISSING_API_KEY`` (no
+    from the dict is refused, but ``HEAD`` needs ``GET``'s scopes and ``OPTIONS`` none). A CORS
+    preflight (``OPTIONS`` with ``Access-Control-Request-Method``) is allowed without a
+    credential. Refusals are the standard ``MISSING_API_KEY`` (no
     credential) or ``INSUFFICIENT_PERMISSIONS`` answers (audited)."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
         """True, or :class:`ApiKeyRefused` (audited, and counted in metrics)."""
         principal = request.auth
         method = request.method or "GET"
+        if method == "OPTIONS" and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in request.META:
+            return True  # a CORS preflight carries no credential by design
         if not isinstance(principal, Principal):  # no credential of ours
             error = AuthError(ErrorCode.MISSING_API_KEY)
         else:

@@ -36,6 +36,7 @@ import contextlib
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -53,18 +54,28 @@ __all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_QUEUE_TIMEOUT", "RedisClients", "
 
 _log = logging.getLogger("nowramp_auth.redis")
 
-CLUSTER_REDIRECTIONS = 80
-"""How many times one command follows ``MOVED``/``ASK`` or waits out ``TRYAGAIN``: each of
-those answers says the command did not run, so following them never repeats a state change.
-redis-py sleeps 50 ms between tries in the second half, so a slot migration may hold a
-command for about 2 s (redis-py's default of 16 gave up after 0.4 s: a 503 for a rate-limited
-key whose slot was moving)."""
+CLUSTER_REDIRECTIONS = 32
+"""How many times redis-py follows ``MOVED``/``ASK`` or waits out ``TRYAGAIN`` for one
+command before it gives up with ``ClusterError("TTL exhausted.")``."""
+SLOT_MIGRATION_WAIT = 3.0
+"""Seconds a command keeps following a slot migration. Each of ``MOVED``, ``ASK`` and
+``TRYAGAIN`` says the command did not run, so a command whose every attempt met one of them
+is sent again (never a command that may have run) until this much time has passed: a
+rate-limited key whose slot is being moved waits for the move instead of answering 503."""
+
+
+def _redirected_only(error: BaseException) -> bool:
+    # redis-py's "TTL exhausted": every attempt was answered MOVED, ASK or TRYAGAIN, so the
+    # command never ran anywhere and sending it again cannot apply it twice.
+    cause = error.__cause__ if isinstance(error, StoreUnavailable) else error
+    return isinstance(cause, redis.exceptions.ClusterError) and "TTL exhausted" in str(cause)
 
 
 def _following_redirections(client: Any) -> Any:
     # redis-py reads the number per command from this attribute (a class default of 16).
     client.RedisClusterRequestTTL = CLUSTER_REDIRECTIONS
     return client
+
 
 DEFAULT_MAX_CONNECTIONS = 50
 DEFAULT_QUEUE_TIMEOUT = 5.0
@@ -257,14 +268,20 @@ class RedisClients:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def write(self, call: Callable[[Any], T]) -> T:
-        """Run a state-changing ``call(client)`` once; any failure is ``StoreUnavailable``."""
-        try:
-            with self.slot() as client:
-                return call(client)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            raise unavailable(exc) from exc
+        """Run a state-changing ``call(client)`` once; any failure is ``StoreUnavailable``.
+        On a cluster, a call that only met redirections (it did not run) follows a slot
+        migration for up to :data:`SLOT_MIGRATION_WAIT` seconds."""
+        deadline = time.monotonic() + SLOT_MIGRATION_WAIT
+        while True:
+            try:
+                with self.slot() as client:
+                    return call(client)
+            except StoreUnavailable as exc:
+                if not (self.cluster and _redirected_only(exc) and time.monotonic() < deadline):
+                    raise
+            except Exception as exc:
+                raise unavailable(exc) from exc
+            time.sleep(0.05)
 
     def sha(self, name: str) -> str:
         """The SHA1 of script ``name``: what Redis names it by (computed here, no round trip;
@@ -373,8 +390,16 @@ class RedisClients:
     async def write_async(
         self, call: Callable[[Any], Awaitable[T]], state: _LoopState | None = None
     ) -> T:
-        """Run a state-changing ``await call(client)`` once (fails closed)."""
-        return await self._call_async(call, state)
+        """Run a state-changing ``await call(client)`` once (fails closed); on a cluster, a
+        call that met only redirections follows a slot migration (see :meth:`write`)."""
+        deadline = time.monotonic() + SLOT_MIGRATION_WAIT
+        while True:
+            try:
+                return await self._call_async(call, state)
+            except StoreUnavailable as exc:
+                if not (self.cluster and _redirected_only(exc) and time.monotonic() < deadline):
+                    raise
+            await asyncio.sleep(0.05)
 
     async def sha_async(self, name: str, *, reload: bool = False) -> str:
         """The SHA1 of script ``name``; ``reload`` first loads it through this loop's client
