@@ -14,18 +14,38 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ._client_ip import IPAddress
 from ._errors import AuthError, ErrorCode
 from ._models import Principal
 
-if TYPE_CHECKING:
-    from ._authenticator import Authenticator
 
-__all__ = ["RequestContext", "check_scopes", "current_principal", "refuse_scopes", "request_var"]
+class RefusalAuditor(Protocol):
+    """What the request context needs of its authenticator: auditing a refusal decided
+    outside it (a route's guard). :class:`~nowramp_auth.Authenticator` is one."""
 
-RequestContext = tuple[Principal, "Authenticator", IPAddress | str | None, str | None, str | None]
+    def audit_refusal(
+        self,
+        error: AuthError,
+        *,
+        client_ip: IPAddress | str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Record ``auth.failed`` for ``error`` (and count it, with metrics)."""
+
+
+__all__ = [
+    "RefusalAuditor",
+    "RequestContext",
+    "check_scopes",
+    "current_principal",
+    "refuse_scopes",
+    "request_var",
+]
+
+RequestContext = tuple[Principal, RefusalAuditor, IPAddress | str | None, str | None, str | None]
 """``(principal, authenticator, client address, method, path)`` of the current request."""
 
 request_var: ContextVar[RequestContext | None] = ContextVar("nowramp_auth_request", default=None)

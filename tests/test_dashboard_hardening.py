@@ -36,7 +36,8 @@ APP += ["--log-level", "warning", "--no-proxy-headers"]
 
 @pytest.fixture
 def shared(redis_url: str, namespace: str) -> Iterator[tuple[KeyManager, Accounts, dict[str, str]]]:
-    store = RedisKeyStore.from_url(redis_url, namespace=namespace)
+    # No local cache: the test reads what the servers wrote at once.
+    store = RedisKeyStore.from_url(redis_url, namespace=namespace, cache_ttl=0)
     accounts = Accounts(store)
     accounts.add("alice", ALICE_PASSWORD, frozenset({"proj_partner"}))
     env = {
