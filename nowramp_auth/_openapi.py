@@ -42,7 +42,7 @@ def declare_api_key_security(wrapper: Callable[..., Any], endpoint: Callable[...
     try:
         from fastapi import Security
 
-        from .fastapi import api_key_header
+        from ._fastapi_scheme import api_key_header
     except ImportError:  # FastAPI not installed: nothing to declare
         return
     try:

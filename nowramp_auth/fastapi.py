@@ -11,10 +11,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from fastapi import FastAPI, Security
-from fastapi.security import APIKeyHeader
 
 from ._context import check_scopes, current_principal
 from ._errors import AuthError, ErrorCode
+from ._fastapi_scheme import api_key_header
 from ._http import PublicPaths
 from ._models import Principal
 from ._openapi import document_refusals
@@ -22,14 +22,6 @@ from ._route_scopes import record_scopes
 from ._scopes import check_scope_name
 
 __all__ = ["api_key_header", "document_auth", "scopes"]
-
-api_key_header = APIKeyHeader(
-    name="X-API-Key",
-    scheme_name="ApiKeyAuth",
-    description="A NowRamp API key: ramp_live_... or ramp_test_...",
-    auto_error=False,
-)
-"""The OpenAPI security scheme (the middleware does the checking)."""
 
 
 def scopes(*required: str) -> Callable[..., Awaitable[Principal]]:

@@ -21,7 +21,8 @@ Needs the ``django`` extra (``pip install 'nowramp_auth[django]'``).
 
 from __future__ import annotations
 
-from ._middleware import ApiKeyMiddleware, configured_authenticator
+from ._middleware import ApiKeyMiddleware
+from ._settings import configured_authenticator
 from ._views import require_scopes
 
 __all__ = ["ApiKeyMiddleware", "configured_authenticator", "require_scopes"]

@@ -23,12 +23,8 @@ from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
-from django.utils.module_loading import import_string
 
-from .._authenticator import Authenticator
 from .._client_ip import IPAddress
 from .._context import RequestContext, request_var
 from .._errors import AuthError
@@ -43,40 +39,12 @@ from .._http import (
 )
 from .._models import Principal
 from .._route_scopes import RouteScopeCache
+from ._settings import configured_authenticator, django_settings
 from ._views import refusal, route_scopes
 
-__all__ = ["ApiKeyMiddleware", "configured_authenticator"]
+__all__ = ["ApiKeyMiddleware"]
 
 GetResponse = Callable[[HttpRequest], Any]
-
-
-def configured_authenticator() -> Authenticator:
-    """The ``Authenticator`` that ``settings.NOWRAMP_AUTH["AUTHENTICATOR"]`` names (a dotted
-    path to an ``Authenticator``, or to a callable returning one)."""
-    config = _config()
-    dotted = config.get("AUTHENTICATOR")
-    if not isinstance(dotted, str):
-        raise ImproperlyConfigured(
-            'NOWRAMP_AUTH["AUTHENTICATOR"] must be the dotted path of an Authenticator'
-        )
-    try:
-        target = import_string(dotted)
-    except ImportError as exc:
-        raise ImproperlyConfigured(f'NOWRAMP_AUTH["AUTHENTICATOR"]: {exc}') from exc
-    if not isinstance(target, Authenticator) and callable(target):
-        target = target()
-    if not isinstance(target, Authenticator):
-        raise ImproperlyConfigured(
-            f'NOWRAMP_AUTH["AUTHENTICATOR"] names {type(target).__name__}, not an Authenticator'
-        )
-    return target
-
-
-def _config() -> dict[str, Any]:
-    config = getattr(settings, "NOWRAMP_AUTH", None)
-    if not isinstance(config, dict):
-        raise ImproperlyConfigured("settings.NOWRAMP_AUTH must be a dict (see nowramp_auth.django)")
-    return config
 
 
 class _Plan(NamedTuple):
@@ -102,7 +70,7 @@ class ApiKeyMiddleware:
     async_capable = True
 
     def __init__(self, get_response: GetResponse) -> None:
-        config = _config()
+        config = django_settings()
         self.get_response = get_response
         self.authenticator = configured_authenticator()
         self.widget_sessions_path: str | None = config.get(

@@ -23,6 +23,7 @@ from .._route_scopes import record_scopes, recorded_scopes
 from .._scopes import check_scope_name
 
 __all__ = [
+    "CHECKS_DECLARED_SCOPES",
     "NO_SCOPES_FOR_METHOD",
     "declared_scopes",
     "public_error",
@@ -138,13 +139,14 @@ def view_scopes(view: Callable[..., Any], method: str) -> frozenset[str]:
     return scopes
 
 
+CHECKS_DECLARED_SCOPES = "__nowramp_checks_required_scopes__"
+"""Set on a DRF permission class (``HasScopes``) that checks a view's ``required_scopes``,
+so the route resolution finds it without importing DRF."""
+
+
 def _checks_has_scopes(view_class: type) -> bool:
-    try:
-        from .rest_framework import HasScopes
-    except ImportError:  # Django REST framework not installed
-        return False
     permissions = getattr(view_class, "permission_classes", ())
-    return any(isinstance(p, type) and issubclass(p, HasScopes) for p in permissions)
+    return any(getattr(p, CHECKS_DECLARED_SCOPES, False) is True for p in permissions)
 
 
 def route_scopes(request: HttpRequest) -> tuple[frozenset[str], bool]:

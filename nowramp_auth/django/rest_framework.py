@@ -36,7 +36,7 @@ from .._authenticator import Authenticator
 from .._context import request_var
 from .._errors import AuthError, ErrorCode
 from .._models import Principal
-from ._middleware import configured_authenticator
+from ._settings import configured_authenticator
 from ._views import declared_scopes, public_error
 
 __all__ = ["ApiKeyAuthentication", "ApiKeyRefused", "ApiKeyUser", "HasScopes"]
@@ -164,6 +164,8 @@ class HasScopes(BasePermission):
     preflight (``OPTIONS`` with ``Access-Control-Request-Method``) is allowed without a
     credential. Refusals are the standard ``MISSING_API_KEY`` (no
     credential) or ``INSUFFICIENT_PERMISSIONS`` answers (audited)."""
+
+    __nowramp_checks_required_scopes__ = True  # see _views.CHECKS_DECLARED_SCOPES
 
     def has_permission(self, request: Request, view: Any) -> bool:
         """True, or :class:`ApiKeyRefused` (audited, and counted in metrics)."""
