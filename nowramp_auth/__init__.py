@@ -30,6 +30,7 @@ from .stores import KeyStore, MemoryKeyStore, StoreUnavailable
 if TYPE_CHECKING:
     from .stores.redis import RedisKeyStore
     from .stores.redis_audit import RedisStreamAuditLog
+    from .stores.redis_limiter import RedisRateLimiter
 
 __all__ = [
     "KNOWN_SCOPES",
@@ -50,6 +51,7 @@ __all__ = [
     "RateLimit",
     "RateLimitStatus",
     "RedisKeyStore",
+    "RedisRateLimiter",
     "RedisStreamAuditLog",
     "ScopeRegistry",
     "StoreUnavailable",
@@ -65,6 +67,10 @@ def __getattr__(name: str) -> Any:
         from .stores.redis import RedisKeyStore
 
         return RedisKeyStore
+    if name == "RedisRateLimiter":
+        from .stores.redis_limiter import RedisRateLimiter
+
+        return RedisRateLimiter
     if name == "RedisStreamAuditLog":
         from .stores.redis_audit import RedisStreamAuditLog
 

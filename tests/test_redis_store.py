@@ -218,12 +218,12 @@ def test_nothing_is_cached_while_the_channel_is_down(redis_server: RedisServer):
     store = RedisKeyStore.from_url(redis_server.url)
     try:
         issued = KeyManager(store).create(scopes=["quotes:read"])
-        store._set_subscribed(False)
-        store._closing.set()  # keep the listener from resubscribing
+        store._sync.set_subscribed(False)
+        store._sync.closing.set()  # keep the listener from resubscribing
         Authenticator(store).authenticate(issued.secret)
         assert issued.key.id not in store.keys_cache._found
     finally:
-        store._closing.clear()
+        store._sync.closing.clear()
         store.close()
 
 

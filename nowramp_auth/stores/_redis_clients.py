@@ -45,99 +45,32 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException, RedisError
 
 from . import _redis_scripts as scripts
 from ._errors import StoreUnavailable
+from ._redis_errors import (
+    SLOT_MIGRATION_WAIT,
+    following_redirections,
+    io_errors,
+    redirected_only,
+    unavailable,
+    warn_if_evicting,
+    worth_retrying,
+)
 
-__all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_QUEUE_TIMEOUT", "RedisClients", "unavailable"]
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_QUEUE_TIMEOUT",
+    "RedisClients",
+    "io_errors",
+    "unavailable",
+]
 
 _log = logging.getLogger("nowramp_auth.redis")
 
-CLUSTER_REDIRECTIONS = 32
-"""How many times redis-py follows ``MOVED``/``ASK`` or waits out ``TRYAGAIN`` for one
-command before it gives up with ``ClusterError("TTL exhausted.")``."""
-SLOT_MIGRATION_WAIT = 3.0
-"""Seconds a command keeps following a slot migration. Each of ``MOVED``, ``ASK`` and
-``TRYAGAIN`` says the command did not run, so a command whose every attempt met one of them
-is sent again (never a command that may have run) until this much time has passed: a
-rate-limited key whose slot is being moved waits for the move instead of answering 503."""
-
-
-def _redirected_only(error: BaseException) -> bool:
-    # redis-py's "TTL exhausted": every attempt was answered MOVED, ASK or TRYAGAIN, so the
-    # command never ran anywhere and sending it again cannot apply it twice.
-    cause = error.__cause__ if isinstance(error, StoreUnavailable) else error
-    return isinstance(cause, redis.exceptions.ClusterError) and "TTL exhausted" in str(cause)
-
-
-def _following_redirections(client: Any) -> Any:
-    # redis-py reads the number per command from this attribute (a class default of 16).
-    client.RedisClusterRequestTTL = CLUSTER_REDIRECTIONS
-    return client
-
-
 DEFAULT_MAX_CONNECTIONS = 50
 DEFAULT_QUEUE_TIMEOUT = 5.0
-_EXPECTED = (TimeoutError, asyncio.TimeoutError, RedisError, RedisClusterException, OSError)
 T = TypeVar("T")
-
-
-def unavailable(exc: BaseException) -> StoreUnavailable:
-    """The store-unavailable error for ``exc`` (logged when it is not a plain Redis error)."""
-    if isinstance(exc, StoreUnavailable):
-        return exc
-    if not isinstance(exc, _EXPECTED):
-        _log.warning("Redis client raised %s; answering as unavailable", type(exc).__name__)
-    if _out_of_memory(exc):
-        # A script's first write is the one refused (Redis checks memory before each
-        # write command), so the refused call changed nothing.
-        return StoreUnavailable(
-            "Redis refused the command because it is out of memory (maxmemory reached); "
-            "nothing was changed"
-        )
-    return StoreUnavailable(f"Redis unavailable: {type(exc).__name__}")
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    # Refused outright (OutOfMemoryError), or inside a script (a ResponseError naming OOM).
-    return isinstance(exc, redis.exceptions.OutOfMemoryError) or (
-        isinstance(exc, redis.exceptions.ResponseError) and "OOM command not allowed" in str(exc)
-    )
-
-
-@contextlib.contextmanager
-def io_errors() -> Iterator[None]:
-    """Turn every way a Redis call can fail into :class:`StoreUnavailable` (fail closed)."""
-    try:
-        yield
-    except _EXPECTED as exc:
-        raise unavailable(exc) from exc
-
-
-def _worth_retrying(error: StoreUnavailable) -> bool:
-    # A timeout already spent its bound (Redis did not answer in time, or no connection was
-    # free): trying again would only double the wait. Anything else may be a stale
-    # connection or a client-internal error that a second attempt does not meet.
-    cause = error.__cause__
-    return cause is not None and not isinstance(
-        cause, (TimeoutError, asyncio.TimeoutError, redis.exceptions.TimeoutError)
-    )
-
-
-def _warn_if_evicting(answer: object) -> None:
-    # A node answers {"maxmemory-policy": "..."}; a cluster client may nest that per node.
-    answers = [answer]
-    if isinstance(answer, dict) and "maxmemory-policy" not in answer:
-        answers = list(answer.values())
-    policies = {a.get("maxmemory-policy") for a in answers if isinstance(a, dict)}
-    for policy in sorted(p for p in policies if p and p != "noeviction"):
-        _log.warning(
-            "Redis maxmemory-policy is %r: Redis may evict the key store's data (rate-limit "
-            "state first, as it carries a TTL, which would reset used-up budgets). Set "
-            "maxmemory-policy to noeviction.",
-            policy,
-        )
 
 
 class _LoopState:
@@ -193,6 +126,38 @@ class RedisClients:
         self._loops: dict[int, _LoopState] = {}
         self._policy_checked = False
 
+    @classmethod
+    def connect(
+        cls,
+        url: str,
+        *,
+        cluster: bool,
+        socket_timeout: float,
+        connect_timeout: float,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        queue_timeout: float = DEFAULT_QUEUE_TIMEOUT,
+    ) -> RedisClients:
+        """Clients for ``url`` with the store's options (replies decoded as text);
+        ``ValueError`` for a timeout that is not positive."""
+        for name, value in (
+            ("socket_timeout", socket_timeout),
+            ("connect_timeout", connect_timeout),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        options = {
+            "decode_responses": True,
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": connect_timeout,
+        }
+        return cls(
+            url,
+            cluster=cluster,
+            options=options,
+            max_connections=max_connections,
+            queue_timeout=queue_timeout,
+        )
+
     def after_fork(self) -> None:
         """In a forked child: new locks and gates, no clients (sockets are the parent's)."""
         self._lock = threading.Lock()
@@ -208,7 +173,7 @@ class RedisClients:
     def _make_sync(self) -> Any:
         no_retry = redis.retry.Retry(NoBackoff(), 0)
         if self.cluster:
-            return _following_redirections(
+            return following_redirections(
                 redis.cluster.RedisCluster.from_url(
                     self.url, retry=no_retry, max_connections=self._pool_size(), **self.options
                 )
@@ -220,7 +185,7 @@ class RedisClients:
     def _make_async(self) -> Any:
         no_retry = redis.asyncio.retry.Retry(NoBackoff(), 0)
         if self.cluster:
-            return _following_redirections(
+            return following_redirections(
                 redis.asyncio.cluster.RedisCluster.from_url(
                     self.url, retry=no_retry, max_connections=self._pool_size(), **self.options
                 )
@@ -260,7 +225,7 @@ class RedisClients:
                 with self.slot() as client:
                     return call(client)
             except StoreUnavailable as exc:
-                if attempt == 2 or not _worth_retrying(exc):
+                if attempt == 2 or not worth_retrying(exc):
                     raise
             except Exception as exc:  # the client library's own internal errors
                 if attempt == 2:
@@ -277,7 +242,7 @@ class RedisClients:
                 with self.slot() as client:
                     return call(client)
             except StoreUnavailable as exc:
-                if not (self.cluster and _redirected_only(exc) and time.monotonic() < deadline):
+                if not (self.cluster and redirected_only(exc) and time.monotonic() < deadline):
                     raise
             except Exception as exc:
                 raise unavailable(exc) from exc
@@ -307,7 +272,7 @@ class RedisClients:
         except Exception as exc:  # CONFIG may be disabled (managed Redis): say so, go on
             _log.info("could not read maxmemory-policy (%s)", type(exc).__name__)
             return
-        _warn_if_evicting(answer)
+        warn_if_evicting(answer)
 
     async def _check_policy_async(self, client: Any) -> None:
         if self._policy_checked:
@@ -320,7 +285,7 @@ class RedisClients:
         except Exception as exc:
             _log.info("could not read maxmemory-policy (%s)", type(exc).__name__)
             return
-        _warn_if_evicting(answer)
+        warn_if_evicting(answer)
 
     # -- async ---------------------------------------------------------------------------------
     def loop_state(self) -> _LoopState:
@@ -397,7 +362,7 @@ class RedisClients:
             try:
                 return await self._call_async(call, state)
             except StoreUnavailable as exc:
-                if not (self.cluster and _redirected_only(exc) and time.monotonic() < deadline):
+                if not (self.cluster and redirected_only(exc) and time.monotonic() < deadline):
                     raise
             await asyncio.sleep(0.05)
 

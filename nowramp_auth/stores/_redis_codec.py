@@ -11,6 +11,7 @@ Times are stored as integer microseconds since the epoch (exact in Lua's doubles
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -198,3 +199,13 @@ def decode_session(fields: dict[str, str]) -> SessionRecord | None:
         revoked_at=from_us(fields["revoked"]) if "revoked" in fields else None,
         digest=fields["digest"],
     )
+
+
+def flat_pairs(fields: Mapping[str, str]) -> list[str]:
+    """A hash's fields as Redis' flat argument list: ``[field, value, field, value, ...]``."""
+    return [item for pair in fields.items() for item in pair]
+
+
+def as_dict(flat: list[str]) -> dict[str, str]:
+    """A flat ``HGETALL`` reply (as a script returns it) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))

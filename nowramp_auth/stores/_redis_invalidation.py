@@ -26,9 +26,10 @@ from typing import Any
 
 import redis
 
+from ._cache_sync import CacheSync
 from ._redis_clients import RedisClients, io_errors
 
-__all__ = ["InvalidationListener"]
+__all__ = ["InvalidationListener", "listener_factory"]
 
 _log = logging.getLogger("nowramp_auth.redis")
 
@@ -131,3 +132,20 @@ class InvalidationListener:
             self._on_subscribed(True)  # messages sent while we were away are lost: flush
         elif kind == "message":
             self._on_invalidate(str(message.get("data")))
+
+
+def listener_factory(
+    clients: RedisClients, channel: str
+) -> Callable[[CacheSync], InvalidationListener]:
+    """What a :class:`CacheSync` builds its listener with: ``channel`` on ``clients``."""
+
+    def make(sync: CacheSync) -> InvalidationListener:
+        return InvalidationListener(
+            clients,
+            channel,
+            closing=sync.closing,
+            on_subscribed=sync.set_subscribed,
+            on_invalidate=sync.invalidate,
+        )
+
+    return make

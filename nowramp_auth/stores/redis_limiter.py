@@ -1,0 +1,191 @@
+"""``RedisRateLimiter``: exact, batched, cluster-wide rate limits in Redis, for any store.
+
+One atomic Lua step per request (:data:`~._redis_scripts.RATE_LIMIT`) on Redis' own clock, so
+every instance shares one time line. Up to 1,000 requests per window the budget is an exact
+sliding log; above, counts per sub-window that may refuse up to one sub-window early, never
+late. Requests of one key in flight together on an event loop share one script call, and
+calls of different keys share one pipeline (see :mod:`._redis_pipeline`); a call whose
+outcome is unknown (a timeout after sending) is never retried: it fails closed.
+
+:class:`~nowramp_auth.RedisKeyStore` counts its keys' limits with one, sharing its
+connections; any other store takes one as ``rate_limiter=`` (e.g. a PostgreSQL store whose
+limits are counted in Redis).
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from .._models import RateLimit, RateLimitStatus, accepted_status
+from ._redis_clients import DEFAULT_MAX_CONNECTIONS, DEFAULT_QUEUE_TIMEOUT, RedisClients
+from ._redis_codec import KeyNames
+from ._redis_pipeline import Merging, ScriptPipeline
+from ._redis_scripting import loop_pipeline, run_script
+from ._sliding_log import EXACT_LIMIT, SUB_WINDOWS
+from ._stats import StoreStats, counts_failures
+
+__all__ = ["RedisRateLimiter"]
+
+_RateCall = tuple[list[str], tuple[int, int, int], str]
+"""A rate-limit script call's keys, its limit's arguments and its merge group."""
+
+
+class RedisRateLimiter:
+    """Rate limits of key lineages in Redis (single node or Redis Cluster).
+
+    Parameters:
+        url: ``redis://host:port/db`` (``rediss://`` for TLS); for a cluster, any node.
+        cluster: use the Redis Cluster protocol.
+        namespace: prefix of its Redis keys (default ``"nowramp"``, as the key store's).
+        socket_timeout: seconds to wait for Redis' reply once a call is sent (default 0.5);
+            an unanswered limiter call fails closed.
+        connect_timeout: seconds to wait for a connection (default 0.25).
+        max_connections: connections per client (default 50); more concurrent calls wait.
+        queue_timeout: seconds a call may wait for a free connection (default 5).
+
+    Example::
+
+        limiter = RedisRateLimiter.from_url("redis://cache:6379/0")
+        status = limiter.hit_rate_limit(record.lineage, RateLimit(100, timedelta(minutes=1)), now)
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        cluster: bool = False,
+        namespace: str = "nowramp",
+        socket_timeout: float = 0.5,
+        connect_timeout: float = 0.25,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        queue_timeout: float = DEFAULT_QUEUE_TIMEOUT,
+    ) -> None:
+        clients = RedisClients.connect(
+            url,
+            cluster=cluster,
+            socket_timeout=socket_timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+            queue_timeout=queue_timeout,
+        )
+        self._share(clients, KeyNames(namespace), StoreStats())
+
+    @classmethod
+    def from_url(cls, url: str, *, cluster: bool = False, **options: Any) -> RedisRateLimiter:
+        """A limiter for ``url``; ``cluster=True`` for Redis Cluster. Options as for the
+        class."""
+        return cls(url, cluster=cluster, **options)
+
+    @classmethod
+    def sharing(cls, clients: RedisClients, names: KeyNames, stats: StoreStats) -> RedisRateLimiter:
+        """A limiter on a store's own connections, key names and counts (the Redis store's)."""
+        limiter = cls.__new__(cls)
+        limiter._share(clients, names, stats)
+        return limiter
+
+    def _share(self, clients: RedisClients, names: KeyNames, stats: StoreStats) -> None:
+        self._clients = clients
+        self.names = names
+        self.stats = stats
+        """Script calls sent and failures, for the metrics of the store that uses it."""
+        self._calls: dict[str, tuple[RateLimit, _RateCall]] = {}
+        self._merging = Merging(self._argv, _statuses)
+        self.after_fork()
+
+    def after_fork(self) -> None:
+        """A forked child is another process: its logged members get a prefix of their own."""
+        self._member_prefix = secrets.token_hex(6) + ":"
+        self._members = itertools.count()
+
+    def __repr__(self) -> str:
+        return f"RedisRateLimiter(namespace={self.names.ns!r}, cluster={self._clients.cluster})"
+
+    def _call(self, lineage: str, limit: RateLimit) -> _RateCall:
+        # Key names, the limit's arguments and the merge group, built once per (lineage,
+        # limit): this runs per request, so the lookup is by the lineage (a str: its hash is
+        # cached) and the limit is compared by identity (a record version's limit is one
+        # object), not hashed. The unique member is drawn per script call (_argv).
+        entry = self._calls.get(lineage)
+        if entry is not None and (entry[0] is limit or entry[0] == limit):
+            return entry[1]
+        keys = [self.names.rate_log(lineage), self.names.rate_counts(lineage)]
+        sub_windows = 0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS
+        # Calls merge only with calls of the same lineage under the same limit.
+        group = f"{lineage}\x00{limit.requests}\x00{limit.window_ms}"
+        call = (keys, (limit.requests, limit.window_ms, sub_windows), group)
+        if len(self._calls) >= 10_000:
+            self._calls.clear()
+        self._calls[lineage] = (limit, call)
+        return call
+
+    def _argv(self, limit: Sequence[Any], requests: int) -> list[Any]:
+        # RATE_LIMIT's ARGV for one call charging `requests` requests; the member prefix is
+        # unique in every process (and per call), so every logged request is its own member.
+        member = f"{self._member_prefix}{next(self._members)}"
+        return [limit[0], limit[1], member, limit[2], requests]
+
+    def _pipeline(self) -> ScriptPipeline:
+        # The running loop's pipeline of the limiter script (per request: two lookups).
+        pipeline: ScriptPipeline | None = self._clients.loop_state().batchers.get("RATE_LIMIT")
+        if pipeline is None:
+            pipeline = loop_pipeline(
+                self._clients, "RATE_LIMIT", self.stats, "hit_rate_limit", self._merging
+            )
+        return pipeline
+
+    @counts_failures("hit_rate_limit")
+    def hit_rate_limit(self, lineage: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
+        """One atomic step of the lineage's budget on Redis' clock (``now`` is not used)."""
+        keys, args, _ = self._call(lineage, limit)
+        self.stats.sent("hit_rate_limit")
+        reply = run_script(self._clients, "RATE_LIMIT", keys, self._argv(args, 1))
+        return _statuses(reply, 1, args)[0]
+
+    def hit_rate_limit_async(
+        self, lineage: str, limit: RateLimit, now: datetime
+    ) -> Awaitable[RateLimitStatus]:
+        """Async twin of :meth:`hit_rate_limit`: the future of the status. The calls of one
+        lineage sent in one flush of the event loop's pipeline are charged in one script
+        call, and calls of different lineages share the pipeline (see ``_redis_pipeline``).
+        A plain method returning the future: no coroutine of its own per request."""
+        keys, args, group = self._call(lineage, limit)
+        return self._pipeline().submit(keys, args, group)
+
+    def rate_charger(
+        self, lineage: str, limit: RateLimit
+    ) -> Callable[[float], Awaitable[RateLimitStatus]]:
+        """The lineage's async limiter call under ``limit``, built once per record version (the
+        authenticator keeps it with the verified key): per request, only the pipeline's
+        ``submit``. ``now`` is not used (Redis' clock is)."""
+        keys, args, group = self._call(lineage, limit)
+
+        def charge(now: float) -> Awaitable[RateLimitStatus]:
+            return self._pipeline().submit(keys, args, group)
+
+        return charge
+
+    def close(self) -> None:
+        """Close the sync client (a limiter sharing a store's clients leaves that to it)."""
+        self._clients.close()
+
+    async def aclose(self) -> None:
+        """Close the async client of the running event loop."""
+        await self._clients.aclose()
+
+
+def _statuses(reply: list[Any], charged: int, args: Sequence[Any]) -> list[RateLimitStatus]:
+    # The RATE_LIMIT script's one reply for `charged` requests of one key, as one status per
+    # request in the order they were made: the first `accepted` in, the rest refused.
+    accepted, remaining, retry_ms, reset_ms = (int(x) for x in reply)
+    requests, window_ms = int(args[0]), int(args[1])
+    reset = window_ms / 1000
+    last = remaining + accepted - 1
+    statuses = [accepted_status(requests, last - index, reset) for index in range(accepted)]
+    if accepted < charged:
+        refused = RateLimitStatus(requests, 0, reset_ms / 1000, False, retry_ms / 1000)
+        statuses += [refused] * (charged - accepted)
+    return statuses
