@@ -58,6 +58,23 @@ def _wsgi_ours() -> Callable[[int], None]:
     return wsgi._runner(app, key)
 
 
+REFUSED = "ours, memory store, refused (unknown key)"
+LIMITED = "ours, memory store, rate-limited key"
+
+
+def _asgi_refused() -> Callable[[int], None]:
+    # A well-formed key (valid checksum) that no record holds: refused with 401.
+    from nowramp_auth._keys import generate_key
+
+    app, _ = asgi._ours(MemoryKeyStore())
+    return asgi._runner(app, generate_key("test")[0], expect=401)
+
+
+def _asgi_limited() -> Callable[[int], None]:
+    app, key = asgi._ours(MemoryKeyStore(), RateLimit(10**9, timedelta(hours=1)))
+    return asgi._runner(app, key)
+
+
 def _with_prometheus(adapter: str) -> Callable[[], Callable[[int], None]]:
     # The same request with PrometheusMetrics on: its overhead is what metrics cost.
     def build() -> Callable[[int], None]:
@@ -103,6 +120,8 @@ CASES: dict[str, tuple[str, Callable[[], Callable[[int], None]]]] = {
     "bare Starlette": ("", lambda: asgi._runner(asgi.bare_app(), asgi.BARE_KEY)),
     asgi.PEER: ("bare Starlette", lambda: asgi._runner(asgi.peer_app(), asgi.HAND_KEY)),
     asgi.OURS: ("bare Starlette", _asgi_ours),
+    REFUSED: ("bare Starlette", _asgi_refused),
+    LIMITED: ("bare Starlette", _asgi_limited),
     "bare Flask": ("", lambda: wsgi._runner(wsgi._flask(guarded=False), asgi.BARE_KEY)),
     wsgi.PEER: ("bare Flask", lambda: wsgi._runner(wsgi._peer(asgi.HAND_KEY), asgi.HAND_KEY)),
     "Flask + ours, memory store": ("bare Flask", _wsgi_ours),

@@ -1,0 +1,7 @@
+"""``python -m nowramp_auth.cli``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
