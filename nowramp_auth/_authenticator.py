@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import timedelta
+from typing import Required, TypedDict, TypeVar, Unpack
 
 from ._audit import AuditEmitter, AuditSink
 from ._charging import Charging, verified_keys
@@ -23,22 +24,62 @@ from ._client_ip import IPAddress, parse_ip, parse_networks, resolve_client_ip
 from ._clock import Clock, seconds_clock, utc_now
 from ._errors import AuthError
 from ._fast_path import LimitedKey
-from ._flow_driver import FlowDriver
+from ._flow_driver import Flow, FlowDriver
 from ._key_flows import KeyFlows
 from ._keys import ParsedKey
 from ._metrics_source import MetricsExporter, MetricsSource
-from ._models import IssuedSession, Principal, SessionRecord
+from ._models import IssuedSession, Principal, SessionRecord, StoredKey
 from ._outcomes import Outcomes
 from ._request_counts import RequestCounts
 from ._scopes import KNOWN_SCOPES, SERVER_SIDE_SCOPES, check_scope_name
 from ._session_flows import SessionFlows
 from .stores._protocol import KeyStore
 
-__all__ = ["DEFAULT_SESSION_TTL", "Authenticator"]
+__all__ = [
+    "DEFAULT_SESSION_TTL",
+    "Authenticator",
+    "RequestFacts",
+    "ScopedRequest",
+    "SessionRequest",
+]
 
 DEFAULT_SESSION_TTL = timedelta(minutes=30)
 ClientIp = str | IPAddress | None
 AcceptVerified = Callable[..., Principal | LimitedKey | None]
+T = TypeVar("T")
+Call = tuple[Flow[T], IPAddress | None, str | None, str | None]
+"""A flow and what its driver needs to end it: the client address, method and path."""
+
+
+class RequestFacts(TypedDict, total=False):
+    """What a caller knows of the request it authenticates (each optional)."""
+
+    client_ip: ClientIp
+    """The client's address (a non-empty allowlist refuses ``None``)."""
+    method: str | None
+    """The request's method, for the audit log."""
+    path: str | None
+    """The request's path, for the audit log."""
+
+
+class SessionRequest(RequestFacts, total=False):
+    """What :meth:`Authenticator.create_session` takes besides the key."""
+
+    project_id: Required[str]
+    """The project the session is for (the key must belong to it, or to none)."""
+    customer_id: str | None
+    """The partner's customer, recorded on the session."""
+    scopes: Iterable[str] | None
+    """The scopes asked for (a subset of the key's); default: the key's widget scopes."""
+    actor: str | None
+    """A person who caused it, named in the ``session.created`` event."""
+
+
+class ScopedRequest(RequestFacts, total=False):
+    """:class:`RequestFacts` and the scopes the request needs."""
+
+    required_scopes: Collection[str]
+    """Every scope the route requires (default: none)."""
 
 
 class Authenticator:
@@ -132,56 +173,29 @@ class Authenticator:
         """The client address from the peer and ``X-Forwarded-For`` (see ``trusted_proxies``)."""
         return resolve_client_ip(peer, list(forwarded_for), self.trusted_proxies)
 
-    def authenticate(
-        self,
-        api_key: str | None,
-        *,
-        client_ip: ClientIp = None,
-        required_scopes: Collection[str] = (),
-        method: str | None = None,
-        path: str | None = None,
-    ) -> Principal:
-        """The :class:`Principal` of a valid API key; else raise :class:`AuthError`."""
-        known = _fast(self.accept_verified, api_key, client_ip, required_scopes)
-        if isinstance(known, Principal):
-            return known
-        if known is not None:  # a rate-limited key: the one limiter call
-            return self.charge(
-                known,
-                client_ip=client_ip,
-                required_scopes=required_scopes,
-                method=method,
-                path=path,
-            )
-        ip = _ip(client_ip)
-        return self._driver.run(
-            self._keys.key_flow(api_key, ip, required_scopes), ip, method, path
-        )[0]
+    def authenticate(self, api_key: str | None, **request: Unpack[ScopedRequest]) -> Principal:
+        """The :class:`Principal` of a valid API key; else raise :class:`AuthError`.
+        ``request``: what is known of the request (:class:`ScopedRequest`)."""
+        known = _fast(self.accept_verified, api_key, request)
+        if known is None:
+            return self._driver.run(*self._key_call(api_key, request))[0]
+        return known if isinstance(known, Principal) else self.charge(known, **request)
 
     async def authenticate_async(
-        self,
-        api_key: str | None,
-        *,
-        client_ip: ClientIp = None,
-        required_scopes: Collection[str] = (),
-        method: str | None = None,
-        path: str | None = None,
+        self, api_key: str | None, **request: Unpack[ScopedRequest]
     ) -> Principal:
         """Async twin of :meth:`authenticate`; never blocks the event loop on store I/O."""
-        known = _fast(self.accept_verified, api_key, client_ip, required_scopes)
-        if isinstance(known, Principal):
-            return known
-        if known is not None:
-            return await self.charge_async(
-                known,
-                client_ip=client_ip,
-                required_scopes=required_scopes,
-                method=method,
-                path=path,
-            )
-        ip = _ip(client_ip)
-        flow = self._keys.key_flow(api_key, ip, required_scopes)
-        return (await self._driver.run_async(flow, ip, method, path))[0]
+        known = _fast(self.accept_verified, api_key, request)
+        if known is None:
+            return (await self._driver.run_async(*self._key_call(api_key, request)))[0]
+        return known if isinstance(known, Principal) else await self.charge_async(known, **request)
+
+    def _key_call(
+        self, api_key: object, request: ScopedRequest, parsed: ParsedKey | None = None
+    ) -> Call[tuple[Principal, StoredKey | None]]:
+        ip = _ip(request.get("client_ip"))
+        flow = self._keys.key_flow(api_key, ip, request.get("required_scopes", ()), parsed)
+        return flow, ip, request.get("method"), request.get("path")
 
     def parse_presented(
         self, api_key: bytes, client_ip: ClientIp, method: str | None, path: str | None
@@ -196,55 +210,40 @@ class Authenticator:
         return self._keys.screen(api_key, _ip(client_ip), method, path)
 
     async def authenticate_parsed_async(
-        self,
-        api_key: str,
-        parsed: ParsedKey,
-        *,
-        client_ip: ClientIp = None,
-        required_scopes: Collection[str] = (),
-        method: str | None = None,
-        path: str | None = None,
+        self, api_key: str, parsed: ParsedKey, **request: Unpack[ScopedRequest]
     ) -> Principal:
         """The key flow for a key :meth:`parse_presented` has parsed (not parsed again)."""
-        ip = _ip(client_ip)
-        flow = self._keys.key_flow(api_key, ip, required_scopes, parsed)
-        return (await self._driver.run_async(flow, ip, method, path))[0]
+        return (await self._driver.run_async(*self._key_call(api_key, request, parsed)))[0]
 
     # -- requests as the adapters see them ----------------------------------------------------
     def authenticate_request(
         self,
         api_keys: Sequence[str],
         authorizations: Sequence[str] = (),
-        *,
-        client_ip: ClientIp = None,
-        required_scopes: Collection[str] = (),
-        method: str | None = None,
-        path: str | None = None,
+        **request: Unpack[ScopedRequest],
     ) -> Principal:
         """Authenticate a request from its raw ``X-API-Key`` and ``Authorization`` values
         (what the adapters call): an API key, else a widget session bearer token."""
-        ip = _ip(client_ip)
-        flow = self._sessions.request_flow(
-            api_keys, authorizations, ip, required_scopes, method, path
-        )
-        return self._driver.run(flow, ip, method, path)[0]
+        return self._driver.run(*self._request_call(api_keys, authorizations, request))[0]
 
     async def authenticate_request_async(
         self,
         api_keys: Sequence[str],
         authorizations: Sequence[str] = (),
-        *,
-        client_ip: ClientIp = None,
-        required_scopes: Collection[str] = (),
-        method: str | None = None,
-        path: str | None = None,
+        **request: Unpack[ScopedRequest],
     ) -> Principal:
         """Async twin of :meth:`authenticate_request`."""
-        ip = _ip(client_ip)
-        flow = self._sessions.request_flow(
-            api_keys, authorizations, ip, required_scopes, method, path
-        )
-        return (await self._driver.run_async(flow, ip, method, path))[0]
+        call = self._request_call(api_keys, authorizations, request)
+        return (await self._driver.run_async(*call))[0]
+
+    def _request_call(
+        self, api_keys: Sequence[str], authorizations: Sequence[str], request: ScopedRequest
+    ) -> Call[tuple[Principal, StoredKey | None]]:
+        ip = _ip(request.get("client_ip"))
+        method, path = request.get("method"), request.get("path")
+        required = request.get("required_scopes", ())
+        flow = self._sessions.request_flow(api_keys, authorizations, ip, required, method, path)
+        return flow, ip, method, path
 
     def audit_refusal(
         self,
@@ -266,73 +265,57 @@ class Authenticator:
 
     # -- widget sessions ----------------------------------------------------------------------
     def authenticate_session(
-        self,
-        token: str | None,
-        *,
-        required_scopes: Collection[str] = (),
-        client_ip: ClientIp = None,
-        method: str | None = None,
-        path: str | None = None,
+        self, token: str | None, **request: Unpack[ScopedRequest]
     ) -> Principal:
         """The :class:`Principal` (``kind="session"``) of a valid widget session token."""
-        ip = _ip(client_ip)
-        flow = self._sessions.session_flow(token, required_scopes)
-        return self._driver.run(flow, ip, method, path)[0]
+        return self._driver.run(*self._session_call(token, request))[0]
 
     async def authenticate_session_async(
-        self,
-        token: str | None,
-        *,
-        required_scopes: Collection[str] = (),
-        client_ip: ClientIp = None,
-        method: str | None = None,
-        path: str | None = None,
+        self, token: str | None, **request: Unpack[ScopedRequest]
     ) -> Principal:
         """Async twin of :meth:`authenticate_session`."""
-        ip = _ip(client_ip)
-        flow = self._sessions.session_flow(token, required_scopes)
-        return (await self._driver.run_async(flow, ip, method, path))[0]
+        return (await self._driver.run_async(*self._session_call(token, request)))[0]
+
+    def _session_call(
+        self, token: object, request: ScopedRequest
+    ) -> Call[tuple[Principal, StoredKey | None]]:
+        flow = self._sessions.session_flow(token, request.get("required_scopes", ()))
+        return flow, _ip(request.get("client_ip")), request.get("method"), request.get("path")
 
     def create_session(
-        self,
-        api_key: str | Sequence[str] | None,
-        *,
-        project_id: str,
-        client_ip: ClientIp = None,
-        customer_id: str | None = None,
-        scopes: Iterable[str] | None = None,
-        method: str | None = None,
-        path: str | None = None,
-        actor: str | None = None,
+        self, api_key: str | Sequence[str] | None, **session: Unpack[SessionRequest]
     ) -> IssuedSession:
         """Create a widget session for ``project_id`` with an API key (its allowlist applies).
 
         ``api_key`` is the key, or every raw ``X-API-Key`` header value of a request;
-        ``actor`` names a person who caused it (e.g. ``"cli"``) in the audit event.
+        ``session`` (:class:`SessionRequest`): ``project_id`` (required), ``customer_id``,
+        ``scopes``, ``actor`` (a person who caused it, e.g. ``"cli"``, named in the audit
+        event), and what is known of the request.
 
         Raises :class:`AuthError`: the key's own refusals, or ``INSUFFICIENT_PERMISSIONS``
         when the key belongs to another project or lacks a scope asked for.
         """
-        ip = _ip(client_ip)
-        flow = self._sessions.create_flow(api_key, ip, project_id, customer_id, scopes, actor)
-        return self._driver.run(flow, ip, method, path)[0]
+        return self._driver.run(*self._create_call(api_key, session))[0]
 
     async def create_session_async(
-        self,
-        api_key: str | Sequence[str] | None,
-        *,
-        project_id: str,
-        client_ip: ClientIp = None,
-        customer_id: str | None = None,
-        scopes: Iterable[str] | None = None,
-        method: str | None = None,
-        path: str | None = None,
-        actor: str | None = None,
+        self, api_key: str | Sequence[str] | None, **session: Unpack[SessionRequest]
     ) -> IssuedSession:
         """Async twin of :meth:`create_session`."""
-        ip = _ip(client_ip)
-        flow = self._sessions.create_flow(api_key, ip, project_id, customer_id, scopes, actor)
-        return (await self._driver.run_async(flow, ip, method, path))[0]
+        return (await self._driver.run_async(*self._create_call(api_key, session)))[0]
+
+    def _create_call(
+        self, api_key: str | Sequence[str] | None, session: SessionRequest
+    ) -> Call[tuple[IssuedSession, Principal]]:
+        ip = _ip(session.get("client_ip"))
+        flow = self._sessions.create_flow(
+            api_key,
+            ip,
+            session["project_id"],
+            session.get("customer_id"),
+            session.get("scopes"),
+            session.get("actor"),
+        )
+        return flow, ip, session.get("method"), session.get("path")
 
     def revoke_session(self, token: str, *, actor: str | None = None) -> SessionRecord:
         """Revoke a widget session (idempotent). ``AuthError(INVALID_SESSION_TOKEN)`` when the
@@ -365,17 +348,18 @@ def _checked(
 
 
 def _fast(
-    accept: AcceptVerified, api_key: object, client_ip: ClientIp, required: Collection[str]
+    accept: AcceptVerified, api_key: object, request: ScopedRequest
 ) -> Principal | LimitedKey | None:
     # The fast path for direct callers; a scope check failing falls through, so the general
     # flow refuses (and audits) and the request is counted once, not twice.
+    client_ip = request.get("client_ip")
     if type(api_key) is not str or not (client_ip is None or type(client_ip) is str):
         return None
     try:
         raw = api_key.encode("ascii")
     except UnicodeEncodeError:
         return None
-    return accept(raw, client_ip, required)
+    return accept(raw, client_ip, request.get("required_scopes", ()))
 
 
 def _general_flow_only(*_args: object) -> None:
