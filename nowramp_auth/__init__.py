@@ -25,6 +25,7 @@ from ._models import (
     RateLimitStatus,
 )
 from ._scopes import KNOWN_SCOPES, ScopeRegistry
+from ._version import __version__ as __version__
 from .stores import KeyStore, MemoryKeyStore, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -58,7 +59,6 @@ __all__ = [
     "current_principal",
 ]
 
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:

@@ -16,8 +16,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
 from .._errors import AuthError
+from .._version import __version__
 from ..stores._errors import StoreUnavailable
 from . import (
     _account_commands,
