@@ -201,7 +201,7 @@ def table(counts: dict[str, float]) -> str:
             ratio = "metrics cost"
         elif base:
             ratio = "1.00x"
-        shown = f"+{overhead:,.0f}" if base else "-"
+        shown = f"{overhead:+,.0f}" if base else "-"
         rows.append([case, f"{counts[case]:,.0f}", shown, ratio or "-"])
     text = markdown_table(
         "Instructions per request (valgrind callgrind)",

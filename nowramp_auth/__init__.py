@@ -60,7 +60,6 @@ __all__ = [
 ]
 
 
-
 def __getattr__(name: str) -> Any:
     # Redis classes are imported on first use, so apps on the memory store never import redis.
     if name == "RedisKeyStore":

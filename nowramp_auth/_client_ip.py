@@ -18,6 +18,7 @@ __all__ = [
     "IPAddress",
     "IPNetwork",
     "NetworkSet",
+    "client_block",
     "ip_allowed",
     "ip_text",
     "parse_ip",
@@ -173,3 +174,13 @@ def resolve_client_ip(
             return hop
     # Every hop was a trusted proxy: the left-most one is the best we know.
     return address
+
+
+def client_block(address: IPAddress | None) -> str:
+    """The block a client is counted in by per-client throttles: its IPv4 address, or its
+    IPv6 /64 (the smallest block a client is usually given); ``"unknown"`` for none."""
+    if address is None:
+        return "unknown"
+    if address.version == 6:
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -18,7 +19,8 @@ from typing import Any
 from ._audit import AuditEmitter, AuditSink
 from ._client_ip import parse_networks
 from ._clock import Clock, require_aware, utc_now
-from ._keys import KeyType, generate_key, key_family, make_hint
+from ._decision import _DUMMY_DIGEST
+from ._keys import KeyType, generate_key, key_family, make_hint, parse_key
 from ._models import AuditEvent, IssuedKey, KeyRecord, RateLimit, StoredKey
 from ._scopes import ScopeRegistry
 from .stores._protocol import KeyStore
@@ -214,6 +216,43 @@ class KeyManager:
         record = self.store.revoke_key(key_id, self._now())
         self._event("key.revoked", record)
         return record
+
+    def find_presented(self, token: str) -> KeyRecord | None:
+        """The record of a plaintext key found somewhere (a leak report): only when the
+        token is well formed, its checksum holds and its digest matches the stored one
+        (constant time), whatever the key's state; ``None`` otherwise. A made-up key or a
+        bad checksum costs no store access; a known id with the wrong secret is ``None``."""
+        parsed = parse_key(token) if isinstance(token, str) else None
+        if parsed is None:
+            return None
+        stored = self.store.get_key(parsed.key_id)
+        expected = stored.digest if stored is not None else _DUMMY_DIGEST
+        if not hmac.compare_digest(expected, self.store.digest(token)) or stored is None:
+            return None
+        return stored.record
+
+    def revoke_leaked(
+        self, key_id: str, *, url: str | None, source: str | None
+    ) -> tuple[KeyRecord, AuditEvent]:
+        """Revoke a key found in public (if not revoked already) and record ``key.leaked``
+        with where it was found (``url``, ``source``; never the key) in its detail. Returns
+        the record and that event."""
+        now = self._now()
+        record = self.store.revoke_key(key_id, now)
+        if record.revoked_at == now:  # revoked now, not before (the first time stays)
+            self._event("key.revoked", record)
+        found = {"url": (url or "")[:2048], "source": (source or "")[:200]}
+        event = AuditEvent(
+            "key.leaked",
+            now,
+            key_id=record.id,
+            project_id=record.project_id,
+            detail=json.dumps(found, sort_keys=True),
+            actor=self.actor,
+        )
+        if self.audit:
+            self.audit.emit(event)
+        return record, event
 
     def update(
         self,

@@ -321,6 +321,7 @@ AUDIT_EVENT_TYPES = (
     "key.rotated",
     "key.revoked",
     "key.updated",
+    "key.leaked",
     "session.created",
     "session.revoked",
     "auth.failed",

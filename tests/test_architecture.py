@@ -75,7 +75,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             )
         ),
     ),
-    ("apps", ("nowramp_auth.dashboard", "nowramp_auth.cli", "nowramp_auth.demo")),
+    (
+        "apps",
+        ("nowramp_auth.dashboard", "nowramp_auth.cli", "nowramp_auth.demo", "nowramp_auth.leaks"),
+    ),
     ("package", ("nowramp_auth.__main__", "nowramp_auth")),
 ]
 

@@ -1,7 +1,8 @@
 """``nowramp-auth``: manage keys, sessions, the audit log and dashboard accounts; run the demo.
 
 One module per command group: :mod:`._keys_commands`, :mod:`._session_commands`,
-:mod:`._audit_commands`, :mod:`._account_commands`, :mod:`._demo_command`; what they share
+:mod:`._audit_commands`, :mod:`._account_commands`, :mod:`._scan_command`,
+:mod:`._demo_command`; what they share
 (the store options, usage errors, safe output) is :mod:`._common`.
 
 Security model: secrets are printed once, by ``keys create`` and ``keys rotate``; listings
@@ -24,13 +25,21 @@ from . import (
     _audit_commands,
     _demo_command,
     _keys_commands,
+    _scan_command,
     _session_commands,
 )
 from ._common import CLI_ACTOR, ENV_URL, Parser, UsageError, printable
 
 __all__ = ["CLI_ACTOR", "main"]
 
-_GROUPS = (_keys_commands, _session_commands, _audit_commands, _account_commands, _demo_command)
+_GROUPS = (
+    _keys_commands,
+    _session_commands,
+    _audit_commands,
+    _account_commands,
+    _scan_command,
+    _demo_command,
+)
 
 
 def _build_parser() -> argparse.ArgumentParser:

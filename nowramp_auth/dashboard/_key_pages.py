@@ -8,6 +8,7 @@ appears once, in the answer to the form that made it (``Cache-Control: no-store`
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import datetime, timedelta
@@ -120,7 +121,30 @@ class KeyPages:
         if history_of is not None:
             history = await run_in_threadpool(history_of, record.id)
             chart = usage_chart(history, int(time.time() // 3600))
-        return self.site.render(request, "key.html", key=_row(record, utc_now()), chart=chart)
+        leak = await run_in_threadpool(self._leak, record)
+        key = _row(record, utc_now())
+        return self.site.render(request, "key.html", key=key, chart=chart, leak=leak)
+
+    def _leak(self, record: KeyRecord) -> dict[str, str] | None:
+        # Where and when a key revoked for a leak was found (its key.leaked event).
+        audit = self.site.audit
+        if record.revoked_at is None or audit is None:
+            return None
+        projects = [record.project_id] if record.project_id is not None else None
+        events = audit.read(key_id=record.id, type="key.leaked", limit=1, project_ids=projects)
+        if not events:
+            return None
+        try:
+            found = json.loads(events[0].detail or "{}")
+        except ValueError:
+            found = {}
+        url = str(found.get("url") or "")
+        return {
+            "url": url if url.startswith(("https://", "http://")) else "",
+            "source": str(found.get("source") or ""),
+            "at": events[0].at.strftime("%Y-%m-%d %H:%M"),
+            "actor": events[0].actor or "-",
+        }
 
     async def _confirm(self, request: Request, action: str) -> Response:
         record = await self._visible(request)

@@ -14,12 +14,11 @@ addresses is slowed, and the owner is never locked out for longer than the cap.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import time
 from typing import Any
 
-from .._client_ip import IPAddress
+from .._client_ip import IPAddress, client_block
 
 __all__ = [
     "CLIENT_LIMIT",
@@ -40,13 +39,7 @@ _FORGET_AFTER = 15 * 60.0  # seconds without a failure before an account's count
 
 def client_bucket(address: IPAddress | None) -> str:
     """The throttle bucket of a client: its IPv4 address, its IPv6 /64, or ``unknown``."""
-    if address is None:
-        text = "unknown"
-    elif address.version == 6:
-        text = str(ipaddress.IPv6Network((address, 64), strict=False))
-    else:
-        text = str(address)
-    return "signin_" + hashlib.sha256(text.encode()).hexdigest()[:24]
+    return "signin_" + hashlib.sha256(client_block(address).encode()).hexdigest()[:24]
 
 
 def account_delay(failures: int) -> float:
