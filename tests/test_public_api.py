@@ -24,9 +24,11 @@ def test_contract_names_import_from_the_package():
         Principal,
         RateLimit,
         RedisKeyStore,
+        RedisRateLimiter,
         current_principal,
     )
-    from nowramp_auth.dashboard import create_dashboard  # noqa: F401
+    from nowramp_auth.dashboard import DashboardUser, create_dashboard  # noqa: F401
+    from nowramp_auth.leaks import secret_scanning_app  # noqa: F401
     from nowramp_auth.metrics import OpenTelemetryMetrics, PrometheusMetrics  # noqa: F401
     from nowramp_auth.starlette import ApiKeyMiddleware, require_scopes  # noqa: F401
     from nowramp_auth.wsgi import ApiKeyMiddleware as WsgiMiddleware  # noqa: F401
@@ -37,6 +39,7 @@ def test_contract_names_import_from_the_package():
         "Authenticator",
         "MemoryKeyStore",
         "RedisKeyStore",
+        "RedisRateLimiter",
         "AuthError",
         "ErrorCode",
         "Principal",
