@@ -29,6 +29,7 @@ from ._version import __version__ as __version__
 from .stores import KeyStore, MemoryKeyStore, StoreUnavailable
 
 if TYPE_CHECKING:
+    from .stores.postgres import PostgresKeyStore
     from .stores.redis import RedisKeyStore
     from .stores.redis_audit import RedisStreamAuditLog
     from .stores.redis_limiter import RedisRateLimiter
@@ -48,6 +49,7 @@ __all__ = [
     "LoggingAuditLog",
     "MemoryAuditLog",
     "MemoryKeyStore",
+    "PostgresKeyStore",
     "Principal",
     "RateLimit",
     "RateLimitStatus",
@@ -66,6 +68,10 @@ def __getattr__(name: str) -> Any:
         from .stores.redis import RedisKeyStore
 
         return RedisKeyStore
+    if name == "PostgresKeyStore":
+        from .stores.postgres import PostgresKeyStore
+
+        return PostgresKeyStore
     if name == "RedisRateLimiter":
         from .stores.redis_limiter import RedisRateLimiter
 

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, settings
 
 from nowramp_auth import KeyStore, MemoryKeyStore
 from nowramp_auth.testing import FrozenClock
+from tests.postgres_servers import postgres_available, scratch_database
 from tests.redis_servers import RedisCluster, RedisServer, external_url, redis_server_binary
 
 settings.register_profile(
@@ -71,6 +72,16 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         cluster.stop()
 
 
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A database of this test module's own on the test PostgreSQL server, dropped after."""
+    reason = postgres_available()
+    if reason is not None:
+        pytest.skip(reason)
+    with scratch_database() as url:
+        yield url
+
+
 @pytest.fixture
 def namespace() -> str:
     """A namespace of its own for each test, so tests never see each other's keys."""
@@ -93,9 +104,17 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 def make_store(
     kind: str, request: pytest.FixtureRequest, namespace: str, **options: object
 ) -> KeyStore:
-    """A store of ``kind`` ("memory", "redis", "cluster"), closed at the end of the test."""
+    """A store of ``kind`` ("memory", "redis", "cluster", "postgres"), closed at the end of
+    the test (PostgreSQL: in a schema of the test's own, upgraded)."""
     if kind == "memory":
         return MemoryKeyStore(**options)  # type: ignore[arg-type]
+    if kind == "postgres":
+        from nowramp_auth import PostgresKeyStore
+
+        url = request.getfixturevalue("postgres_url")
+        pg = PostgresKeyStore.from_url(url, schema=namespace, upgrade=True, **options)
+        request.addfinalizer(pg.close)
+        return pg
     from nowramp_auth import RedisKeyStore
 
     url = request.getfixturevalue("redis_url" if kind == "redis" else "cluster_url")
@@ -104,7 +123,7 @@ def make_store(
     return store
 
 
-@pytest.fixture(params=["memory", "redis", "cluster"])
+@pytest.fixture(params=["memory", "redis", "cluster", "postgres"])
 def any_store(request: pytest.FixtureRequest, namespace: str) -> KeyStore:
     """Every store kind in turn: the store-contract suite runs against each."""
     return make_store(request.param, request, namespace)

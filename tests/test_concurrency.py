@@ -16,7 +16,7 @@ from nowramp_auth.testing import FrozenClock
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("kind", ["memory", "redis", "cluster"])
+@pytest.mark.parametrize("kind", ["memory", "redis", "cluster", "postgres"])
 def test_rotation_under_load(
     kind: str, request: pytest.FixtureRequest, namespace: str, clock: FrozenClock
 ):

@@ -41,7 +41,7 @@ def test_sliding_log_is_exact(limit: int, window: int, gaps: list[int]):
 
 
 @pytest.mark.redis
-@pytest.mark.parametrize("kind", ["redis", "cluster"])
+@pytest.mark.parametrize("kind", ["redis", "cluster", "postgres"])
 def test_redis_boundary_and_reset(kind: str, request: pytest.FixtureRequest, namespace: str):
     from tests.conftest import make_store
 
@@ -59,7 +59,7 @@ def test_redis_boundary_and_reset(kind: str, request: pytest.FixtureRequest, nam
 
 
 @pytest.mark.redis
-@pytest.mark.parametrize("kind", ["redis", "cluster"])
+@pytest.mark.parametrize("kind", ["redis", "cluster", "postgres"])
 def test_two_instances_share_one_limit(kind: str, request: pytest.FixtureRequest, namespace: str):
     from tests.conftest import make_store
 

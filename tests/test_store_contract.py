@@ -224,7 +224,7 @@ def test_rate_limit_boundary(manager: KeyManager, auth: Authenticator):
     assert 1 <= info.value.retry_after <= 30
 
 
-@pytest.mark.parametrize("kind", ["memory", "redis", "cluster"])
+@pytest.mark.parametrize("kind", ["memory", "redis", "cluster", "postgres"])
 def test_digests_are_peppered_when_asked(kind: str, request: pytest.FixtureRequest, namespace: str):
     from tests.conftest import make_store
 

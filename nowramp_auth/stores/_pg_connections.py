@@ -1,0 +1,245 @@
+"""The PostgreSQL connections of one ``PostgresKeyStore``, what makes load different from
+failure, and the versioned schema migrations.
+
+Load is not unavailability: a call waits for a pooled connection up to ``queue_timeout``
+seconds (a burst of any size queues); only then is the store reported unavailable.
+``statement_timeout`` bounds the database's answer once a statement is sent, and
+``connect_timeout`` bounds connecting. Every psycopg error of a connection or a timeout
+becomes :class:`~nowramp_auth.stores._errors.StoreUnavailable` (fail closed); a read that
+failed on a stale connection (after a restart or a cut) is tried once more on a fresh one;
+a statement that changes state is never repeated (its outcome is unknown).
+
+Async callers run the same calls on a thread pool as large as the connection pool, so the
+event loop never blocks on the database.
+
+Migrations are SQL files shipped in ``pg_migrations/`` (``NNNN_name.sql``), applied in order,
+each in its own transaction, under an advisory lock (several processes upgrading at once take
+turns), recorded in ``schema_version``. A store whose schema is older or newer than the code
+refuses to start, naming the command that fixes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg_pool
+from psycopg import sql
+
+from ._errors import StoreUnavailable
+
+__all__ = ["LATEST_VERSION", "PgConnections", "SchemaMismatch", "migrations", "upgrade"]
+
+T = TypeVar("T")
+_log = logging.getLogger("nowramp_auth.postgres")
+_UPGRADE_LOCK = 0x6E6F7772  # pg_advisory_lock key of upgrades ("nowr")
+_IO_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg.errors.QueryCanceled,
+    psycopg.errors.AdminShutdown,
+    psycopg_pool.PoolTimeout,
+    psycopg_pool.PoolClosed,
+    OSError,
+)
+
+
+class SchemaMismatch(RuntimeError):
+    """The database's schema is not the one this code was written for."""
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """``(version, name, sql)`` of every shipped migration, in order."""
+    folder = resources.files("nowramp_auth.stores").joinpath("pg_migrations")
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+LATEST_VERSION = migrations()[-1][0]
+
+
+def unavailable(exc: BaseException) -> StoreUnavailable:
+    """The store-unavailable error for ``exc`` (no detail of the query or its values)."""
+    return StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}")
+
+
+class PgConnections:
+    """A pool of connections with the store's options, and a thread pool for async callers.
+
+    Parameters:
+        url: ``postgresql://user@host:port/db``.
+        schema: the schema the tables live in (on every connection's ``search_path``).
+        pool_size: connections at most (default 10), and threads for async callers.
+        queue_timeout: seconds a call may wait for a connection (default 5).
+        statement_timeout: seconds a statement may run (default 2).
+        connect_timeout: seconds to connect (default 2).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str,
+        pool_size: int = 10,
+        queue_timeout: float = 5.0,
+        statement_timeout: float = 2.0,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        if not isinstance(pool_size, int) or pool_size < 1:
+            raise ValueError(f"pool_size must be a positive int, got {pool_size!r}")
+        for name, value in (
+            ("queue_timeout", queue_timeout),
+            ("statement_timeout", statement_timeout),
+            ("connect_timeout", connect_timeout),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        self.url = url
+        self.schema = schema
+        self.pool_size = pool_size
+        self.queue_timeout = queue_timeout
+        self.kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": max(1, round(connect_timeout)),
+            "options": f"-c statement_timeout={int(statement_timeout * 1000)} "
+            f"-c search_path={schema} -c timezone=UTC",
+        }
+        self._pool: psycopg_pool.ConnectionPool | None = None
+        self._threads: ThreadPoolExecutor | None = None
+
+    def _open(self) -> psycopg_pool.ConnectionPool:
+        pool = self._pool
+        if pool is None:
+            pool = psycopg_pool.ConnectionPool(
+                self.url,
+                min_size=0,
+                max_size=self.pool_size,
+                timeout=self.queue_timeout,
+                kwargs=self.kwargs,
+                open=True,
+                name="nowramp_auth",
+            )
+            self._pool = pool
+        return pool
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection for the block; failures become ``StoreUnavailable``."""
+        try:
+            with self._open().connection() as conn:
+                yield conn
+        except _IO_ERRORS as exc:
+            raise unavailable(exc) from exc
+
+    def read(self, call: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run an idempotent ``call(conn)``; tried once more after a failure other than
+        waiting out ``queue_timeout`` (a stale connection after a restart or a cut)."""
+        try:
+            with self.connection() as conn:
+                return call(conn)
+        except StoreUnavailable as exc:
+            if isinstance(exc.__cause__, psycopg_pool.PoolTimeout):
+                raise
+        with self.connection() as conn:
+            return call(conn)
+
+    def write(self, call: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run a state-changing ``call(conn)`` once (a failure is ``StoreUnavailable``)."""
+        with self.connection() as conn:
+            return call(conn)
+
+    def transaction(self, call: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``call(conn)`` in one transaction (all or nothing), once."""
+        with self.connection() as conn, conn.transaction():
+            return call(conn)
+
+    async def run_async(self, blocking: Callable[[], T]) -> T:
+        """Run a blocking store call on the store's threads, not on the event loop."""
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self.pool_size, thread_name_prefix="nowramp-pg")
+        return await asyncio.get_running_loop().run_in_executor(self._threads, blocking)
+
+    def schema_version(self) -> int:
+        """The schema version the database holds (0: none)."""
+
+        def read(conn: psycopg.Connection[Any]) -> int:
+            exists = conn.execute(
+                "SELECT to_regclass(%s) IS NOT NULL", (f"{self.schema}.schema_version",)
+            ).fetchone()
+            if not exists or not exists[0]:
+                return 0
+            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            return int(row[0] or 0) if row else 0
+
+        return self.read(read)
+
+    def check_schema(self) -> None:
+        """``SchemaMismatch`` unless the database holds this code's schema version."""
+        version = self.schema_version()
+        if version < LATEST_VERSION:
+            raise SchemaMismatch(
+                f"the PostgreSQL schema {self.schema!r} is at version {version}, this code "
+                f"needs {LATEST_VERSION}: run `nowramp-auth --store-url URL db upgrade` "
+                "(or PostgresKeyStore.from_url(..., upgrade=True))"
+            )
+        if version > LATEST_VERSION:
+            raise SchemaMismatch(
+                f"the PostgreSQL schema {self.schema!r} is at version {version}, newer than "
+                f"this code ({LATEST_VERSION}): upgrade nowramp_auth before starting it"
+            )
+
+    def close(self) -> None:
+        """Close the pool and the threads."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        if self._threads is not None:
+            self._threads.shutdown(wait=False)
+            self._threads = None
+
+
+def upgrade(url: str, schema: str = "nowramp_auth", connect_timeout: float = 5.0) -> list[str]:
+    """Apply the migrations the database lacks (idempotent; concurrent upgrades take turns on
+    an advisory lock). Returns the names of the migrations applied."""
+    applied: list[str] = []
+    with psycopg.connect(url, autocommit=True, connect_timeout=round(connect_timeout)) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_UPGRADE_LOCK,))
+        try:
+            ident = sql.Identifier(schema)
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {}.schema_version "
+                    "(version integer PRIMARY KEY, name text NOT NULL, "
+                    "applied_at timestamptz NOT NULL DEFAULT now())"
+                ).format(ident)
+            )
+            row = conn.execute(
+                sql.SQL("SELECT coalesce(max(version), 0) FROM {}.schema_version").format(ident)
+            ).fetchone()
+            current = int(row[0]) if row else 0
+            for version, name, script in migrations():
+                if version <= current:
+                    continue
+                with conn.transaction():
+                    conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(ident))
+                    conn.execute(script.encode("utf-8"))
+                    conn.execute(
+                        "INSERT INTO schema_version (version, name) VALUES (%s, %s)",
+                        (version, name),
+                    )
+                applied.append(name)
+                _log.info("applied migration %s to schema %s", name, schema)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_UPGRADE_LOCK,))
+    return applied
