@@ -34,7 +34,14 @@ from psycopg import sql
 
 from ._errors import StoreUnavailable
 
-__all__ = ["LATEST_VERSION", "PgConnections", "SchemaMismatch", "migrations", "upgrade"]
+__all__ = [
+    "LATEST_VERSION",
+    "PgConnections",
+    "SchemaMismatch",
+    "migrations",
+    "notify",
+    "upgrade",
+]
 
 T = TypeVar("T")
 _log = logging.getLogger("nowramp_auth.postgres")
@@ -206,6 +213,12 @@ class PgConnections:
         if self._threads is not None:
             self._threads.shutdown(wait=False)
             self._threads = None
+
+
+def notify(conn: psycopg.Connection[Any], channel: str, record_id: str) -> None:
+    """Tell every instance that ``record_id`` changed; sent inside the changing transaction,
+    so it is delivered at commit and never for a rollback."""
+    conn.execute("SELECT pg_notify(%s, %s)", (channel, record_id))
 
 
 def upgrade(url: str, schema: str = "nowramp_auth", connect_timeout: float = 5.0) -> list[str]:

@@ -23,30 +23,27 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import psycopg
 
 from .._keys import make_hasher
-from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
+from .._models import KeyRecord, SessionRecord, StoredKey
 from ._cache_sync import CacheSync, close_at_exit_and_reset_after_fork
-from ._errors import StoreUnavailable
-from ._pg_connections import PgConnections, unavailable, upgrade
+from ._pg_connections import PgConnections, notify, unavailable, upgrade
 from ._pg_invalidation import pg_listener_factory
+from ._pg_limits import PgLimits
 from ._pg_records import (
     KEY_COLUMNS,
-    SESSION_COLUMNS,
     key_from_row,
     key_row,
-    session_from_row,
-    session_row,
 )
+from ._pg_sessions import PgSessions
 from ._pg_state import PgState
 from ._protocol import NOT_CACHED, UPDATABLE_FIELDS, grace_cap_refused, rotation_refused
 from ._redis_cache import LocalCache
-from ._sliding_log import EXACT_LIMIT, SUB_WINDOWS
 from ._stats import StoreCounts, StoreStats, counts_failures
 
 __all__ = ["PostgresKeyStore"]
@@ -61,7 +58,7 @@ _UPDATE_COLUMNS = {
 }
 
 
-class PostgresKeyStore(PgState):
+class PostgresKeyStore(PgSessions, PgLimits, PgState):
     """Key store on PostgreSQL; serves sync and async callers (see the module docstring).
 
     Parameters:
@@ -194,106 +191,6 @@ class PostgresKeyStore(PgState):
             return cached  # type: ignore[no-any-return]
         return await self._pg.run_async(lambda: self.get_key(key_id))
 
-    @counts_failures("get_session")
-    def get_session(self, session_id: str) -> SessionRecord | None:
-        """The session (cached), or ``None``."""
-        self._start_threads()
-        query = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = %s"
-        return self.sessions_cache.get(
-            session_id,
-            lambda: session_from_row(
-                self._pg.read(lambda c: c.execute(query, (session_id,)).fetchone())
-            ),
-        )
-
-    async def get_session_async(self, session_id: str) -> SessionRecord | None:
-        """Async twin of :meth:`get_session`."""
-        return await self._pg.run_async(lambda: self.get_session(session_id))
-
-    @counts_failures("insert_session")
-    def insert_session(self, session: SessionRecord) -> None:
-        """Add a widget session; ``ValueError`` when the id exists."""
-        query = f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({_marks(9)})"
-        try:
-            self._pg.write(lambda c: c.execute(query, session_row(session)))
-        except psycopg.errors.UniqueViolation:
-            raise ValueError(f"session id {session.id} already exists") from None
-
-    async def insert_session_async(self, session: SessionRecord) -> None:
-        """Async twin of :meth:`insert_session`."""
-        await self._pg.run_async(lambda: self.insert_session(session))
-
-    @counts_failures("revoke_session")
-    def revoke_session(self, session_id: str, at: datetime) -> SessionRecord | None:
-        """Revoke a session (the first time stays); ``None`` when unknown."""
-        query = (
-            f"UPDATE sessions SET revoked_at = coalesce(revoked_at, %s) WHERE id = %s "
-            f"RETURNING {SESSION_COLUMNS}"
-        )
-
-        def revoke(conn: psycopg.Connection[Any]) -> SessionRecord | None:
-            found = session_from_row(conn.execute(query, (at, session_id)).fetchone())
-            _notify(conn, self.channel, session_id)
-            return found
-
-        found = self._pg.transaction(revoke)
-        self.sessions_cache.invalidate(session_id)
-        return found
-
-    # -- rate limits ----------------------------------------------------------------------------
-    @counts_failures("hit_rate_limit")
-    def hit_rate_limit(self, lineage: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
-        """One atomic step of the lineage's budget: in ``rate_limiter`` when given, else one
-        statement on the database's clock (never retried: an unknown outcome fails closed)."""
-        if self.limiter is not None:
-            status: RateLimitStatus = self.limiter.hit_rate_limit(lineage, limit, now)
-            return status
-        self.stats.sent("hit_rate_limit")
-        sub = 0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS
-        row = self._pg.write(
-            lambda c: c.execute(
-                "SELECT * FROM hit_rate_limit(%s, %s, %s, %s)",
-                (lineage, limit.requests, limit.window_ms, sub),
-            ).fetchone()
-        )
-        if row is None:  # pragma: no cover - the function always answers one row
-            raise StoreUnavailable("PostgreSQL gave no rate-limit answer")
-        allowed, remaining, retry_ms, reset_ms = row
-        return RateLimitStatus(
-            limit.requests,
-            int(remaining),
-            int(reset_ms) / 1000,
-            bool(allowed),
-            int(retry_ms) / 1000,
-        )
-
-    def hit_rate_limit_async(
-        self, lineage: str, limit: RateLimit, now: datetime
-    ) -> Awaitable[RateLimitStatus]:
-        """Async twin of :meth:`hit_rate_limit`."""
-        if self.limiter is not None:
-            status: Awaitable[RateLimitStatus] = self.limiter.hit_rate_limit_async(
-                lineage, limit, now
-            )
-            return status
-        return self._pg.run_async(lambda: self.hit_rate_limit(lineage, limit, now))
-
-    def rate_charger(
-        self, lineage: str, limit: RateLimit
-    ) -> Callable[[float], Awaitable[RateLimitStatus]]:
-        """The lineage's async limiter call, built once per record version (the Redis
-        limiter's own, batched, when one is given)."""
-        if self.limiter is not None:
-            charger: Callable[[float], Awaitable[RateLimitStatus]] = self.limiter.rate_charger(
-                lineage, limit
-            )
-            return charger
-
-        def charge(now: float) -> Awaitable[RateLimitStatus]:
-            return self.hit_rate_limit_async(lineage, limit, datetime.fromtimestamp(now, UTC))
-
-        return charge
-
     # -- management ---------------------------------------------------------------------------
     @counts_failures("insert_key")
     def insert_key(self, stored: StoredKey) -> None:
@@ -302,7 +199,7 @@ class PostgresKeyStore(PgState):
 
         def insert(conn: psycopg.Connection[Any]) -> None:
             conn.execute(query, key_row(stored))
-            _notify(conn, self.channel, stored.record.id)
+            notify(conn, self.channel, stored.record.id)
 
         try:
             self._pg.transaction(insert)
@@ -323,7 +220,7 @@ class PostgresKeyStore(PgState):
             if old is None:
                 raise KeyError(key_id)
             result = change(conn, old)
-            _notify(conn, self.channel, key_id)
+            notify(conn, self.channel, key_id)
             return result
 
         try:
@@ -463,11 +360,6 @@ def _upgrade(url: str, schema: str) -> None:
 
 def _marks(n: int) -> str:
     return ", ".join(["%s"] * n)
-
-
-def _notify(conn: psycopg.Connection[Any], channel: str, record_id: str) -> None:
-    # Inside the changing transaction: delivered at commit, never for a rollback.
-    conn.execute("SELECT pg_notify(%s, %s)", (channel, record_id))
 
 
 def _assignments(changes: Mapping[str, Any]) -> tuple[str, list[Any]]:

@@ -1,0 +1,81 @@
+"""Rate limits of the PostgreSQL store: in a ``rate_limiter`` (a
+:class:`~nowramp_auth.RedisRateLimiter`, batched and exact) when one is given, else one
+statement per limited request on the database's clock (``hit_rate_limit`` in the schema:
+exact up to 1,000 requests per window, sub-window counts above, never late). A call whose
+outcome is unknown is never sent again: it fails closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from .._models import RateLimit, RateLimitStatus
+from ._errors import StoreUnavailable
+from ._pg_connections import PgConnections
+from ._sliding_log import EXACT_LIMIT, SUB_WINDOWS
+from ._stats import StoreStats, counts_failures
+
+__all__ = ["PgLimits"]
+
+
+class PgLimits:
+    """The rate-limit methods of :class:`~nowramp_auth.PostgresKeyStore` (a mixin)."""
+
+    stats: StoreStats
+    limiter: Any
+    _pg: PgConnections
+
+    @counts_failures("hit_rate_limit")
+    def hit_rate_limit(self, lineage: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
+        """One atomic step of the lineage's budget: in ``rate_limiter`` when given, else one
+        statement on the database's clock (never retried: an unknown outcome fails closed)."""
+        if self.limiter is not None:
+            status: RateLimitStatus = self.limiter.hit_rate_limit(lineage, limit, now)
+            return status
+        self.stats.sent("hit_rate_limit")
+        sub = 0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS
+        row = self._pg.write(
+            lambda c: c.execute(
+                "SELECT * FROM hit_rate_limit(%s, %s, %s, %s)",
+                (lineage, limit.requests, limit.window_ms, sub),
+            ).fetchone()
+        )
+        if row is None:  # pragma: no cover - the function always answers one row
+            raise StoreUnavailable("PostgreSQL gave no rate-limit answer")
+        allowed, remaining, retry_ms, reset_ms = row
+        return RateLimitStatus(
+            limit.requests,
+            int(remaining),
+            int(reset_ms) / 1000,
+            bool(allowed),
+            int(retry_ms) / 1000,
+        )
+
+    def hit_rate_limit_async(
+        self, lineage: str, limit: RateLimit, now: datetime
+    ) -> Awaitable[RateLimitStatus]:
+        """Async twin of :meth:`hit_rate_limit`."""
+        if self.limiter is not None:
+            status: Awaitable[RateLimitStatus] = self.limiter.hit_rate_limit_async(
+                lineage, limit, now
+            )
+            return status
+        return self._pg.run_async(lambda: self.hit_rate_limit(lineage, limit, now))
+
+    def rate_charger(
+        self, lineage: str, limit: RateLimit
+    ) -> Callable[[float], Awaitable[RateLimitStatus]]:
+        """The lineage's async limiter call, built once per record version (the Redis
+        limiter's own, batched, when one is given)."""
+        if self.limiter is not None:
+            charger: Callable[[float], Awaitable[RateLimitStatus]] = self.limiter.rate_charger(
+                lineage, limit
+            )
+            return charger
+
+        def charge(now: float) -> Awaitable[RateLimitStatus]:
+            return self.hit_rate_limit_async(lineage, limit, datetime.fromtimestamp(now, UTC))
+
+        return charge
