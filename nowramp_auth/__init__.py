@@ -30,6 +30,7 @@ from .stores import KeyStore, MemoryKeyStore, StoreUnavailable
 
 if TYPE_CHECKING:
     from .stores.postgres import PostgresKeyStore
+    from .stores.postgres_audit import PostgresAuditLog
     from .stores.redis import RedisKeyStore
     from .stores.redis_audit import RedisStreamAuditLog
     from .stores.redis_limiter import RedisRateLimiter
@@ -49,6 +50,7 @@ __all__ = [
     "LoggingAuditLog",
     "MemoryAuditLog",
     "MemoryKeyStore",
+    "PostgresAuditLog",
     "PostgresKeyStore",
     "Principal",
     "RateLimit",
@@ -68,6 +70,10 @@ def __getattr__(name: str) -> Any:
         from .stores.redis import RedisKeyStore
 
         return RedisKeyStore
+    if name == "PostgresAuditLog":
+        from .stores.postgres_audit import PostgresAuditLog
+
+        return PostgresAuditLog
     if name == "PostgresKeyStore":
         from .stores.postgres import PostgresKeyStore
 

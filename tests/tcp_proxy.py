@@ -31,6 +31,8 @@ class TcpProxy:
         self._links: list[_Link] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
+        self.refusing = False
+        """While set, new connections are accepted and closed at once (the target is down)."""
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -42,6 +44,9 @@ class TcpProxy:
                 continue
             except OSError:
                 return
+            if self.refusing:
+                client.close()
+                continue
             server = socket.create_connection(self.target)
             link = _Link(client, server)
             with self._lock:
@@ -49,6 +54,13 @@ class TcpProxy:
             threading.Thread(target=self._pump, args=(link,), daemon=True).start()
 
     def _pump(self, link: _Link) -> None:
+        try:
+            self._forward(link)
+        except (OSError, ValueError):  # a link cut from another thread: it is closed
+            pass
+        self._close(link)
+
+    def _forward(self, link: _Link) -> None:
         ends = {link.client: link.server, link.server: link.client}
         while not self._closing.is_set():
             ready, _, _ = select.select(list(ends), [], [], 0.2)
@@ -58,13 +70,11 @@ class TcpProxy:
                 except OSError:
                     data = b""
                 if not data:  # one end closed: close the other
-                    self._close(link)
                     return
                 if sock is link.client and len(link.sent) < 4096:
                     link.sent += data[:4096]
                 if not link.dead:  # a dead link swallows everything, both ways
                     ends[sock].sendall(data)
-        self._close(link)
 
     @staticmethod
     def _close(link: _Link) -> None:
@@ -80,6 +90,13 @@ class TcpProxy:
         for link in links:
             link.dead = True
         return len(links)
+
+    def cut(self) -> None:
+        """Close every open link (both ends see the connection drop)."""
+        with self._lock:
+            links, self._links = self._links, []
+        for link in links:
+            self._close(link)
 
     def close(self) -> None:
         """Stop accepting and close every link."""
