@@ -54,10 +54,8 @@ class TcpProxy:
             threading.Thread(target=self._pump, args=(link,), daemon=True).start()
 
     def _pump(self, link: _Link) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a link cut from another thread
             self._forward(link)
-        except (OSError, ValueError):  # a link cut from another thread: it is closed
-            pass
         self._close(link)
 
     def _forward(self, link: _Link) -> None:
