@@ -19,16 +19,17 @@ from collections.abc import Sequence
 
 from .._errors import AuthError
 from .._version import __version__
-from ..stores._errors import StoreUnavailable
+from ..stores._errors import SchemaMismatch, StoreUnavailable
 from . import (
     _account_commands,
     _audit_commands,
+    _db_commands,
     _demo_command,
     _keys_commands,
     _scan_command,
     _session_commands,
 )
-from ._common import CLI_ACTOR, ENV_URL, Parser, UsageError, printable
+from ._common import CLI_ACTOR, ENV_STORE_URL, ENV_URL, Parser, UsageError, printable
 
 __all__ = ["CLI_ACTOR", "main"]
 
@@ -38,6 +39,7 @@ _GROUPS = (
     _audit_commands,
     _account_commands,
     _scan_command,
+    _db_commands,
     _demo_command,
 )
 
@@ -45,9 +47,15 @@ _GROUPS = (
 def _build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="nowramp-auth", description="Manage nowramp_auth API keys.")
     parser.add_argument("--version", action="version", version=f"nowramp-auth {__version__}")
-    parser.add_argument("--redis-url", help=f"Redis URL (default: ${ENV_URL})")
+    parser.add_argument(
+        "--store-url",
+        help=f"redis://, rediss:// or postgresql:// URL of the key store (default: "
+        f"${ENV_STORE_URL}, then ${ENV_URL})",
+    )
+    parser.add_argument("--redis-url", help="a Redis store URL (kept for older scripts)")
     parser.add_argument("--cluster", action="store_true", help="the URL is a Redis Cluster node")
     parser.add_argument("--namespace", default="nowramp", help="Redis key prefix")
+    parser.add_argument("--schema", default="nowramp_auth", help="PostgreSQL schema")
     top = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for group in _GROUPS:
         group.register(top)
@@ -73,9 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError) as exc:
         print(f"nowramp-auth: error: {printable(str(exc))}", file=sys.stderr)
         return 1
+    except SchemaMismatch as exc:
+        print(f"nowramp-auth: error: {printable(str(exc))}", file=sys.stderr)
+        return 1
     except StoreUnavailable as exc:
         reason = str(exc)
-        if reason.startswith("Redis unavailable"):
+        if reason.startswith(("Redis unavailable", "PostgreSQL unavailable")):
             reason = f"store unreachable ({reason})"
         print(f"nowramp-auth: error: {printable(reason)}", file=sys.stderr)
         return 1

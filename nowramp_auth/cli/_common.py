@@ -18,12 +18,14 @@ from typing import Any, NoReturn
 __all__ = [
     "CLI_ACTOR",
     "ENV_PEPPER",
+    "ENV_STORE_URL",
     "ENV_URL",
     "Parser",
     "UsageError",
     "audit_log",
     "open_store",
     "printable",
+    "store_url",
     "table",
     "when",
 ]
@@ -31,6 +33,7 @@ __all__ = [
 CLI_ACTOR = "cli"
 """``AuditEvent.actor`` of every change made from the command line."""
 
+ENV_STORE_URL = "NOWRAMP_AUTH_STORE_URL"
 ENV_URL = "NOWRAMP_AUTH_REDIS_URL"
 ENV_PEPPER = "NOWRAMP_AUTH_PEPPER"
 
@@ -46,29 +49,49 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def store_url(args: argparse.Namespace) -> str:
+    """The store URL the options name: ``--store-url``, ``--redis-url``, or their variables."""
+    url = (
+        args.store_url or args.redis_url or os.environ.get(ENV_STORE_URL) or os.environ.get(ENV_URL)
+    )
+    if not url:
+        raise UsageError(f"no store: pass --store-url or set {ENV_STORE_URL} (or {ENV_URL})")
+    if not url.startswith(("redis://", "rediss://", "unix://", "postgresql://", "postgres://")):
+        raise UsageError("the store URL must start with redis://, rediss:// or postgresql://")
+    return url
+
+
 def open_store(args: argparse.Namespace) -> Any:
     """The key store the global options name (no cache, no listener: a one-shot process)."""
-    url = args.redis_url or os.environ.get(ENV_URL)
-    if not url:
-        raise UsageError(f"no store: pass --redis-url or set {ENV_URL}")
+    url = store_url(args)
+    pepper = os.environ.get(ENV_PEPPER) or None
     try:
+        if url.startswith(("postgresql://", "postgres://")):
+            from ..stores.postgres import PostgresKeyStore
+
+            return PostgresKeyStore.from_url(
+                url, schema=args.schema, pepper=pepper, cache_ttl=0, invalidation=False
+            )
         from ..stores.redis import RedisKeyStore
     except ImportError as exc:
         needed = f"the CLI needs: pip install 'nowramp_auth[cli]' ({exc.name} missing)"
         raise UsageError(needed) from None
-
     return RedisKeyStore.from_url(
         url,
         cluster=args.cluster,
         namespace=args.namespace,
-        pepper=os.environ.get(ENV_PEPPER) or None,
+        pepper=pepper,
         cache_ttl=0,
         invalidation=False,
     )
 
 
 def audit_log(store: Any) -> Any:
-    """The store's audit stream."""
+    """The store's audit log (a Redis stream, or PostgreSQL's table)."""
+    if type(store).__name__ == "PostgresKeyStore":
+        from ..stores.postgres_audit import PostgresAuditLog
+
+        return PostgresAuditLog(store)
     from ..stores.redis_audit import RedisStreamAuditLog
 
     return RedisStreamAuditLog(store)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from .._durations import format_duration, parse_duration, parse_rate_limit
 from .._manager import KeyManager
 from .._models import IssuedKey, KeyRecord
 from ._common import CLI_ACTOR, Parser, UsageError, audit_log, open_store, printable, table, when
+from ._key_transfer import export_keys, import_keys
 
 __all__ = ["register"]
 
@@ -50,6 +52,9 @@ def register(top: Any) -> None:
     revoke = sub.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("key_id")
     revoke.add_argument("--json", action="store_true")
+
+    sub.add_parser("export", help="every key as JSON lines on stdout (digests, never a secret)")
+    sub.add_parser("import", help="keys from `keys export` on stdin, keeping their ids")
 
     update = sub.add_parser("update", help="change scopes, allowlist, name, metadata, limits")
     update.add_argument("key_id")
@@ -169,6 +174,13 @@ def _keys(args: argparse.Namespace) -> int:
 
 def _keys_action(args: argparse.Namespace, manager: KeyManager) -> int:
     action = args.action
+    if action == "export":
+        export_keys(manager.store, manager.list(), sys.stdout)
+        return 0
+    if action == "import":
+        imported, skipped = import_keys(manager.store, sys.stdin)
+        print(f"Imported {imported} keys; {skipped} already there.", file=sys.stderr)
+        return 0
     if action in ("create", "update"):
         expires = (utc_now() + parse_duration(args.expires_in)) if args.expires_in else _UNSET
         rate_limit = parse_rate_limit(args.rate_limit) if args.rate_limit else _UNSET

@@ -32,7 +32,7 @@ import psycopg
 import psycopg_pool
 from psycopg import sql
 
-from ._errors import StoreUnavailable
+from ._errors import SchemaMismatch, StoreUnavailable
 
 __all__ = [
     "LATEST_VERSION",
@@ -55,10 +55,6 @@ _IO_ERRORS: tuple[type[BaseException], ...] = (
     psycopg_pool.PoolClosed,
     OSError,
 )
-
-
-class SchemaMismatch(RuntimeError):
-    """The database's schema is not the one this code was written for."""
 
 
 def migrations() -> list[tuple[int, str, str]]:

@@ -93,6 +93,18 @@ class PgState:
             self.stats.failed("flush_usage")
             self._usage.give_back(batch)
 
+    def import_usage(self, key_id: str, count: int, last_used_at: datetime | None) -> None:
+        """Add usage counted elsewhere (``keys import``)."""
+        self._pg.write(
+            lambda conn: conn.execute(
+                "INSERT INTO usage AS u (key_id, request_count, last_used_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (key_id) DO UPDATE SET request_count = u.request_count + "
+                "excluded.request_count, last_used_at = greatest(u.last_used_at, "
+                "excluded.last_used_at)",
+                (key_id, count, last_used_at),
+            )
+        )
+
     @counts_failures("get_usage")
     def get_usage(self, key_ids: Iterable[str]) -> dict[str, Usage]:
         """Usage of the given keys: the database's counts plus this process' unwritten ones."""

@@ -88,6 +88,19 @@ class RedisUsage:
             self.stats.failed("flush_usage")
             self._usage.give_back(batch)
 
+    def import_usage(self, key_id: str, count: int, last_used_at: datetime | None) -> None:
+        """Add usage counted elsewhere (``keys import``)."""
+        name = self.names.usage(key_id)
+
+        def write(client: Any) -> None:
+            pipe = client.pipeline(transaction=False)
+            pipe.hincrby(name, "count", int(count))
+            if last_used_at is not None:
+                pipe.hset(name, "last", str(round(last_used_at.timestamp() * 1_000_000)))
+            pipe.execute()
+
+        self._clients.write(write)
+
     def count_refusal(self, key_id: str, code: str, at: datetime) -> None:
         """Count a refusal of a request that presented ``key_id``'s secret (written behind)."""
         self._start_threads()
