@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import asgi, core, e2e, hashing, memory, scale_out, wsgi
+from . import asgi, core, e2e, hashing, memory, postgres, scale_out, wsgi
 from . import metrics as metrics_cost
 from ._redis import private_redis
 from ._report import markdown_table as _table
@@ -62,6 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         results["rate_state"] = memory.redis_rate_state(server.url, limiter_requests)
         propagation = scale_out.propagation(server.url, trials)
         trips = scale_out.round_trips(server.url)
+        results["postgres"] = postgres.run(
+            rounds=rounds,
+            iterations=iterations,
+            redis_url=server.url,
+            e2e_seconds=e2e_seconds,
+            e2e_rounds=e2e_rounds,
+            trials=trials,
+        )
     results["scale_out"] = {**propagation, **trips}
     mode = "quick" if args.quick else "full"
     report = [
@@ -103,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     report.append(_targets(results))
+    report += postgres.tables(results["postgres"], _table)
     text = "\n".join(report)
     print(text)
     (out / "results.md").write_text(text)

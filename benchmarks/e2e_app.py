@@ -1,7 +1,8 @@
 """The apps the end-to-end benchmark serves. ``BENCH_MODE``:
 
 * uvicorn (``app``): ``bare``; ``peer`` (Starlette's ``AuthenticationMiddleware`` with a
-  dict + SHA-256 backend); ``memory`` and ``redis`` (ours, ``@require_scopes`` route).
+  dict + SHA-256 backend); ``memory``, ``redis`` and ``postgres`` (ours, ``@require_scopes``
+  route; ``postgres`` counts limits in Redis with ``BENCH_PG_LIMITER=1``).
 * gunicorn (``wsgi``): ``flask-bare``, ``flask-memory`` (ours).
 
 ``BENCH_GC_FREEZE=1`` moves every object alive after the app is built out of the collector's
@@ -36,6 +37,21 @@ def _memory_authenticator() -> Authenticator:
     return Authenticator(store)
 
 
+def _postgres_store() -> Any:
+    from nowramp_auth import PostgresKeyStore, RedisRateLimiter
+
+    limiter = None
+    if os.environ.get("BENCH_PG_LIMITER"):
+        limiter = RedisRateLimiter.from_url(
+            os.environ["BENCH_REDIS_URL"], namespace=os.environ["BENCH_NAMESPACE"]
+        )
+    return PostgresKeyStore.from_url(
+        os.environ["BENCH_POSTGRES_URL"],
+        schema=os.environ["BENCH_POSTGRES_SCHEMA"],
+        rate_limiter=limiter,
+    )
+
+
 def _asgi() -> Starlette:
     if MODE == "bare":
         return bare_app()
@@ -43,6 +59,8 @@ def _asgi() -> Starlette:
         return peer_app()
     if MODE == "memory":
         auth = _memory_authenticator()
+    elif MODE == "postgres":
+        auth = Authenticator(_postgres_store())
     else:
         auth = Authenticator(
             RedisKeyStore.from_url(
