@@ -127,3 +127,44 @@ def test_one_fold_spanning_hours_counts_each_hour():
     log.count("key_y", base + 30)
     log.count("key_y", base + 40)
     assert log.history("key_y").accepted == {hour - 1: 1, hour: 4, hour + 1: 1}
+
+
+@pytest.mark.redis
+def test_a_redis_flush_that_fails_half_way_counts_nothing_twice(redis_url: str, namespace: str):
+    """The flush writes one atomic script per key; when it fails after some keys, the retry
+    is the same batch, and the keys already written are skipped (found by its flush id)."""
+    from nowramp_auth import Authenticator, KeyManager, RedisKeyStore
+    from nowramp_auth.stores._errors import StoreUnavailable
+
+    store = RedisKeyStore.from_url(redis_url, namespace=namespace, usage_flush_interval=3600)
+    try:
+        manager, auth = KeyManager(store), Authenticator(store)
+        keys = [manager.create(scopes=["quotes:read"]) for _ in range(3)]
+        for index, issued in enumerate(keys):
+            for _ in range(index + 2):
+                auth.authenticate(issued.secret)
+        calls = []
+        real = store._script
+
+        def failing_second(name, keys_, args):  # type: ignore[no-untyped-def]
+            if name == "FLUSH_USAGE":
+                calls.append(keys_[0])
+                if len(calls) == 2:
+                    raise StoreUnavailable("Redis unavailable: cut")
+            return real(name, keys_, args)
+
+        store._script = failing_second  # type: ignore[method-assign]
+        store.flush_usage()  # the first key is written, the second fails
+        assert [manager.get(k.key.id).request_count for k in keys] == [2, 3, 4]  # none lost
+        store._script = real  # type: ignore[method-assign]
+        store.flush_usage()  # the same batch again: the first key is skipped
+        store.flush_usage()
+        fresh = RedisKeyStore.from_url(redis_url, namespace=namespace)
+        try:
+            assert [KeyManager(fresh).get(k.key.id).request_count for k in keys] == [2, 3, 4]
+            history = fresh.usage_history(keys[0].key.id)
+            assert sum(history.accepted.values()) == 2
+        finally:
+            fresh.close()
+    finally:
+        store.close()

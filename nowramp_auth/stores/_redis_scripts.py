@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "ATTEMPT",
+    "FLUSH_USAGE",
     "INSERT",
     "INSERT_SESSION",
     "RATE_LIMIT",
@@ -220,5 +221,27 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
 redis.call('ZADD', KEYS[1], now, ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# One key's share of a usage flush, written once: a retried flush (same flush id) skips the
+# keys an earlier, partial try already wrote, so nothing is counted twice.
+# KEYS[1]=usage hash, KEYS[2..]=history hashes (one per day)
+# ARGV[1]=flush id ARGV[2]=count ARGV[3]=last use (us, '' for none) ARGV[4]=history TTL (s),
+# then triples (index into KEYS, field, n)
+FLUSH_USAGE = """
+if redis.call('HGET', KEYS[1], 'flush') == ARGV[1] then return 0 end
+if tonumber(ARGV[2]) > 0 then redis.call('HINCRBY', KEYS[1], 'count', ARGV[2]) end
+if ARGV[3] ~= '' then
+  local last = redis.call('HGET', KEYS[1], 'last')
+  if not last or tonumber(last) < tonumber(ARGV[3]) then
+    redis.call('HSET', KEYS[1], 'last', ARGV[3])
+  end
+end
+redis.call('HSET', KEYS[1], 'flush', ARGV[1])
+for i = 5, #ARGV, 3 do
+  redis.call('HINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
+end
+for i = 2, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
 return 1
 """

@@ -40,6 +40,9 @@ class RedisUsage:
     def _start_threads(self) -> None:
         raise NotImplementedError  # pragma: no cover - provided by the store
 
+    def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        raise NotImplementedError  # pragma: no cover - provided by the store
+
     def _setup_usage(self) -> None:
         # The in-process counts the request path writes (and the fast path's hooks).
         self._usage = UsageLog()
@@ -55,35 +58,30 @@ class RedisUsage:
         self.count_request(key_id, at.timestamp())
 
     def flush_usage(self) -> None:
-        """Write buffered usage to Redis now (kept for a later try when Redis is down)."""
+        """Write buffered usage to Redis now, one atomic script per key; a flush that fails
+        is retried as the same batch, and keys it already wrote are skipped (nothing lost,
+        nothing counted twice)."""
         batch = self._usage.take()
         if not batch:
             return
-
-        def write(client: Any) -> None:
-            pipe = client.pipeline(transaction=False)
-            for key_id, (count, last) in batch.totals.items():
-                name = self.names.usage(key_id)
-                pipe.hincrby(name, "count", int(count))
-                pipe.hset(name, "last", str(round(last * 1_000_000)))
-            # History: one hash per key and day, kept HISTORY_HOURS plus a day.
-            days: set[str] = set()
-            for key_id, hours in batch.hours.items():
-                for hour, n in hours.items():
-                    name = self._history_name(key_id, hour // 24)
-                    pipe.hincrby(name, f"a:{hour}", n)
-                    days.add(name)
-            for key_id, refused in batch.refusals.items():
-                for (hour, code), n in refused.items():
-                    name = self._history_name(key_id, hour // 24)
-                    pipe.hincrby(name, f"r:{hour}:{code}", n)
-                    days.add(name)
-            for name in days:
-                pipe.expire(name, (HISTORY_HOURS + 24) * 3600)
-            pipe.execute()
-
+        ttl = (HISTORY_HOURS + 24) * 3600
         try:
-            self._clients.write(write)
+            for key_id in sorted({*batch.totals, *batch.hours, *batch.refusals}):
+                keys: list[str] = [self.names.usage(key_id)]
+                args: list[Any] = [batch.flush_id]
+                count, last = batch.totals.get(key_id, (0, None))
+                args += [count, str(round(last * 1_000_000)) if last else "", ttl]
+                fields = [(hour, f"a:{hour}", n) for hour, n in batch.hours.get(key_id, {}).items()]
+                fields += [
+                    (hour, f"r:{hour}:{code}", n)
+                    for (hour, code), n in batch.refusals.get(key_id, {}).items()
+                ]
+                for hour, field, n in fields:  # one hash per key and day
+                    name = self._history_name(key_id, hour // 24)
+                    if name not in keys:
+                        keys.append(name)
+                    args += [keys.index(name) + 1, field, n]
+                self._script("FLUSH_USAGE", keys, args)
         except StoreUnavailable:
             self.stats.failed("flush_usage")
             self._usage.give_back(batch)

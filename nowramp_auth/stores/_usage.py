@@ -16,6 +16,7 @@ dropped, so each key holds at most that many buckets per series.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -37,11 +38,14 @@ class History(NamedTuple):
 
 
 class UsageBatch(NamedTuple):
-    """Everything counted since the last write-behind flush."""
+    """Everything counted since the last write-behind flush. ``flush_id`` names the batch:
+    a flush that failed is retried as the very same batch (same id), so a store can skip
+    what a partial earlier try already wrote (nothing counted twice)."""
 
     totals: Totals
     hours: Hours
     refusals: Refusals
+    flush_id: str = ""
 
     def __bool__(self) -> bool:
         return bool(self.totals or self.hours or self.refusals)
@@ -50,7 +54,7 @@ class UsageBatch(NamedTuple):
 class UsageLog:
     """Request counts and last-use times per key."""
 
-    __slots__ = ("_cells", "_hours", "_lock", "_refusals", "_totals")
+    __slots__ = ("_cells", "_hours", "_lock", "_refusals", "_retry", "_totals")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -58,6 +62,7 @@ class UsageLog:
         self._totals: dict[str, list[float]] = {}
         self._hours: Hours = {}
         self._refusals: Refusals = {}
+        self._retry: UsageBatch | None = None
 
     def cell(self, key_id: str) -> list[float]:
         """The list the request path appends a request's time (epoch seconds) to; call
@@ -130,7 +135,15 @@ class UsageLog:
             cell = self._cells.get(key_id)
             if cell is not None:
                 self._fold(key_id, cell)
-            return History(dict(self._hours.get(key_id, {})), dict(self._refusals.get(key_id, {})))
+            accepted = dict(self._hours.get(key_id, {}))
+            refused = dict(self._refusals.get(key_id, {}))
+            retry = self._retry
+            if retry is not None:  # a failed flush's counts are still ours to show
+                for hour, n in retry.hours.get(key_id, {}).items():
+                    accepted[hour] = accepted.get(hour, 0) + n
+                for bucket, n in retry.refusals.get(key_id, {}).items():
+                    refused[bucket] = refused.get(bucket, 0) + n
+            return History(accepted, refused)
 
     def _fold_all(self) -> None:
         for key_id, cell in list(self._cells.items()):
@@ -147,33 +160,32 @@ class UsageLog:
                 usage = self._totals.get(key_id)
                 if usage is not None:
                     result[key_id] = (int(usage[0]), usage[1])
+                if self._retry is not None and key_id in self._retry.totals:
+                    count, last = self._retry.totals[key_id]
+                    held = result.get(key_id, (0, last))
+                    result[key_id] = (held[0] + count, max(held[1], last))
             return result
 
     def take(self) -> UsageBatch:
-        """Everything counted, removed (for a write-behind flush; see :meth:`give_back`)."""
+        """Everything counted, removed, for a write-behind flush: the batch of a failed flush
+        first, as it was (see :meth:`give_back`), else a new batch with a new ``flush_id``."""
         with self._lock:
+            if self._retry is not None:
+                retry, self._retry = self._retry, None
+                return retry
             self._fold_all()
             taken, self._totals = self._totals, {}
             hours, self._hours = self._hours, {}
             refusals, self._refusals = self._refusals, {}
         totals = {key_id: (int(count), last) for key_id, (count, last) in taken.items()}
-        return UsageBatch(totals, hours, refusals)
+        return UsageBatch(totals, hours, refusals, secrets.token_hex(8))
 
     def give_back(self, batch: UsageBatch) -> None:
-        """Merge a batch back after a failed flush, so nothing is lost."""
+        """Keep the batch of a failed flush for the next one, unchanged (nothing is lost, and
+        the store can recognise what it already wrote of it); it still counts in
+        :meth:`totals` and :meth:`history` meanwhile."""
         with self._lock:
-            for key_id, (count, last) in batch.totals.items():
-                usage = self._totals.setdefault(key_id, [0, last])
-                usage[0] += count
-                usage[1] = max(usage[1], last)
-            for key_id, hours in batch.hours.items():
-                mine = self._hours.setdefault(key_id, {})
-                for hour, n in hours.items():
-                    mine[hour] = mine.get(hour, 0) + n
-            for key_id, refused in batch.refusals.items():
-                held = self._refusals.setdefault(key_id, {})
-                for bucket, n in refused.items():
-                    held[bucket] = held.get(bucket, 0) + n
+            self._retry = batch
 
     def reset(self) -> None:
         """Forget every count (a forked child counts its own). Cells stay the same objects:
@@ -184,6 +196,7 @@ class UsageLog:
         self._totals = {}
         self._hours = {}
         self._refusals = {}
+        self._retry = None
 
 
 def _prune(buckets: dict[Any, int], now_hour: int) -> None:
