@@ -115,15 +115,17 @@ class RedisUsage:
         first = now_hour - hours + 1
         names = [self._history_name(key_id, day) for day in range(first // 24, now_hour // 24 + 1)]
 
-        def read(client: Any) -> list[dict[str, str]]:
+        def read(client: Any) -> list[Any]:
             pipe = client.pipeline(transaction=False)
             for name in names:
                 pipe.hgetall(name)
-            answers: list[dict[str, str]] = pipe.execute()
+            pipe.hget(self.names.usage(key_id), "flush")
+            answers: list[Any] = pipe.execute()
             return answers
 
         history = History({}, {})
-        for fields in self._clients.read(read):
+        *days, flushed = self._clients.read(read)
+        for fields in days:
             for field, value in fields.items():
                 kind, _, rest = field.partition(":")
                 if kind == "a":
@@ -131,7 +133,8 @@ class RedisUsage:
                 elif kind == "r":
                     hour_text, _, code = rest.partition(":")
                     history.refused[(int(hour_text), code)] = int(value)
-        pending = self._usage.history(key_id)
+        retry = self._usage.retry_id()
+        pending = self._usage.history(key_id, written=retry is not None and flushed == retry)
         for hour, n in pending.accepted.items():
             history.accepted[hour] = history.accepted.get(hour, 0) + n
         for bucket, n in pending.refused.items():
@@ -151,14 +154,16 @@ class RedisUsage:
         def load(client: Any) -> list[list[str | None]]:
             pipe = client.pipeline(transaction=False)
             for key_id in ids:
-                pipe.hmget(self.names.usage(key_id), "count", "last")
+                pipe.hmget(self.names.usage(key_id), "count", "last", "flush")
             rows: list[list[str | None]] = pipe.execute()
             return rows
 
         rows = self._clients.read(load)
-        pending = self._usage.totals(ids)
+        retry = self._usage.retry_id()
+        written = frozenset(k for k, row in zip(ids, rows, strict=True) if row[2] == retry)
+        pending = self._usage.totals(ids, written)
         result: dict[str, Usage] = {}
-        for key_id, (count, last) in zip(ids, rows, strict=True):
+        for key_id, (count, last, _) in zip(ids, rows, strict=True):
             total = int(count or 0)
             last_us = int(last) if last else None
             if key_id in pending:

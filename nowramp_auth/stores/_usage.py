@@ -128,9 +128,15 @@ class UsageLog:
             else:
                 refused[bucket] = count + 1
 
-    def history(self, key_id: str) -> History:
+    def retry_id(self) -> str | None:
+        """The flush id of a failed flush's batch waiting to be retried, if any."""
+        retry = self._retry
+        return retry.flush_id if retry is not None else None
+
+    def history(self, key_id: str, written: bool = False) -> History:
         """The counts per hour of ``key_id`` held here (all of them for a memory store; what
-        is not flushed yet for Redis)."""
+        is not flushed yet for Redis). ``written``: the store already holds this key's share
+        of the batch waiting to be retried (a partial flush wrote it), so it is left out."""
         with self._lock:
             cell = self._cells.get(key_id)
             if cell is not None:
@@ -138,7 +144,7 @@ class UsageLog:
             accepted = dict(self._hours.get(key_id, {}))
             refused = dict(self._refusals.get(key_id, {}))
             retry = self._retry
-            if retry is not None:  # a failed flush's counts are still ours to show
+            if retry is not None and not written:  # a failed flush's counts are still ours
                 for hour, n in retry.hours.get(key_id, {}).items():
                     accepted[hour] = accepted.get(hour, 0) + n
                 for bucket, n in retry.refusals.get(key_id, {}).items():
@@ -149,8 +155,9 @@ class UsageLog:
         for key_id, cell in list(self._cells.items()):
             self._fold(key_id, cell)
 
-    def totals(self, key_ids: Iterable[str]) -> Totals:
-        """``(count, last use)`` of the given keys that were counted."""
+    def totals(self, key_ids: Iterable[str], written: frozenset[str] = frozenset()) -> Totals:
+        """``(count, last use)`` of the given keys that were counted (``written``: keys whose
+        share of the batch waiting to be retried the store already holds)."""
         with self._lock:
             result: Totals = {}
             for key_id in key_ids:
@@ -160,7 +167,11 @@ class UsageLog:
                 usage = self._totals.get(key_id)
                 if usage is not None:
                     result[key_id] = (int(usage[0]), usage[1])
-                if self._retry is not None and key_id in self._retry.totals:
+                if (
+                    self._retry is not None
+                    and key_id in self._retry.totals
+                    and key_id not in written
+                ):
                     count, last = self._retry.totals[key_id]
                     held = result.get(key_id, (0, last))
                     result[key_id] = (held[0] + count, max(held[1], last))
