@@ -24,6 +24,7 @@ from nowramp_auth import (
     RateLimit,
     RedisRateLimiter,
 )
+from nowramp_auth.stores._errors import StoreUnavailable
 from nowramp_auth.stores._pg_connections import LATEST_VERSION, SchemaMismatch, upgrade
 from tests.tcp_proxy import TcpProxy
 
@@ -309,4 +310,42 @@ def test_the_audit_table_reads_a_projects_events_by_index(postgres_url: str, nam
         assert "audit_by_project" in plan or "Seq Scan" in plan  # small table: either plan
     finally:
         audit.close()
+        pg.close()
+
+
+def test_an_app_starts_while_postgres_is_down_and_serves_once_it_is_back(
+    postgres_url: str, namespace: str, proxy: TcpProxy
+):
+    upgrade(postgres_url, namespace)
+    issued = None
+    direct = store(postgres_url, namespace)
+    try:
+        issued = KeyManager(direct).create(scopes=["quotes:read"])
+    finally:
+        direct.close()
+    proxy.refusing = True
+    pg = PostgresKeyStore.from_url(via(proxy, postgres_url), schema=namespace, connect_timeout=1)
+    try:
+        auth = Authenticator(pg)
+        with pytest.raises(AuthError) as refused:
+            auth.authenticate(issued.secret)
+        assert refused.value.code is ErrorCode.AUTH_UNAVAILABLE
+        proxy.refusing = False
+        assert auth.authenticate(issued.secret).key_id == issued.key.id
+    finally:
+        pg.close()
+
+
+def test_a_schema_not_upgraded_behind_a_late_start_fails_closed(
+    postgres_url: str, namespace: str, proxy: TcpProxy
+):
+    proxy.refusing = True
+    pg = PostgresKeyStore.from_url(via(proxy, postgres_url), schema=namespace, connect_timeout=1)
+    try:
+        proxy.refusing = False  # reachable now, but the schema was never created
+        with pytest.raises(StoreUnavailable, match="db upgrade"):
+            pg.list_keys()
+        with pytest.raises(StoreUnavailable, match="db upgrade"):  # still, every time
+            pg.get_key("key_ABCDnotthere0000")
+    finally:
         pg.close()

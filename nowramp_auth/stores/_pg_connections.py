@@ -119,6 +119,8 @@ class PgConnections:
         }
         self._pool: psycopg_pool.ConnectionPool | None = None
         self._threads: ThreadPoolExecutor | None = None
+        self.schema_checked = False
+        """Whether the schema version was found right (checked once, at the first answer)."""
 
     def _open(self) -> psycopg_pool.ConnectionPool:
         pool = self._pool
@@ -140,6 +142,8 @@ class PgConnections:
         """A pooled connection for the block; failures become ``StoreUnavailable``."""
         try:
             with self._open().connection() as conn:
+                if not self.schema_checked:
+                    self._check(conn)
                 yield conn
         except _IO_ERRORS as exc:
             raise unavailable(exc) from exc
@@ -172,34 +176,35 @@ class PgConnections:
             self._threads = ThreadPoolExecutor(self.pool_size, thread_name_prefix="nowramp-pg")
         return await asyncio.get_running_loop().run_in_executor(self._threads, blocking)
 
-    def schema_version(self) -> int:
-        """The schema version the database holds (0: none)."""
+    def _version(self, conn: psycopg.Connection[Any]) -> int:
+        exists = conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (f"{self.schema}.schema_version",)
+        ).fetchone()
+        if not exists or not exists[0]:
+            return 0
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0] or 0) if row else 0
 
-        def read(conn: psycopg.Connection[Any]) -> int:
-            exists = conn.execute(
-                "SELECT to_regclass(%s) IS NOT NULL", (f"{self.schema}.schema_version",)
-            ).fetchone()
-            if not exists or not exists[0]:
-                return 0
-            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-            return int(row[0] or 0) if row else 0
-
-        return self.read(read)
+    def _check(self, conn: psycopg.Connection[Any]) -> None:
+        # The first connection of a store that could not check its schema at start-up (the
+        # database was down): a wrong schema then fails closed, saying what to run.
+        version = self._version(conn)
+        if version != LATEST_VERSION:
+            _log.error("%s", _mismatch(self.schema, version))
+            raise StoreUnavailable(f"PostgreSQL schema at version {version}: run db upgrade")
+        self.schema_checked = True
 
     def check_schema(self) -> None:
-        """``SchemaMismatch`` unless the database holds this code's schema version."""
-        version = self.schema_version()
-        if version < LATEST_VERSION:
-            raise SchemaMismatch(
-                f"the PostgreSQL schema {self.schema!r} is at version {version}, this code "
-                f"needs {LATEST_VERSION}: run `nowramp-auth --store-url URL db upgrade` "
-                "(or PostgresKeyStore.from_url(..., upgrade=True))"
-            )
-        if version > LATEST_VERSION:
-            raise SchemaMismatch(
-                f"the PostgreSQL schema {self.schema!r} is at version {version}, newer than "
-                f"this code ({LATEST_VERSION}): upgrade nowramp_auth before starting it"
-            )
+        """``SchemaMismatch`` unless the database holds this code's schema version;
+        ``StoreUnavailable`` when it cannot be reached (then checked at the first answer)."""
+        try:
+            with self._open().connection() as conn:
+                version = self._version(conn)
+        except _IO_ERRORS as exc:
+            raise unavailable(exc) from exc
+        if version != LATEST_VERSION:
+            raise SchemaMismatch(_mismatch(self.schema, version))
+        self.schema_checked = True
 
     def close(self) -> None:
         """Close the pool and the threads."""
@@ -209,6 +214,19 @@ class PgConnections:
         if self._threads is not None:
             self._threads.shutdown(wait=False)
             self._threads = None
+
+
+def _mismatch(schema: str, version: int) -> str:
+    if version < LATEST_VERSION:
+        return (
+            f"the PostgreSQL schema {schema!r} is at version {version}, this code needs "
+            f"{LATEST_VERSION}: run `nowramp-auth --store-url URL db upgrade` "
+            "(or PostgresKeyStore.from_url(..., upgrade=True))"
+        )
+    return (
+        f"the PostgreSQL schema {schema!r} is at version {version}, newer than this code "
+        f"({LATEST_VERSION}): upgrade nowramp_auth before starting it"
+    )
 
 
 def notify(conn: psycopg.Connection[Any], channel: str, record_id: str) -> None:

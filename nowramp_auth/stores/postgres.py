@@ -21,6 +21,7 @@ Security model
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -32,6 +33,7 @@ import psycopg
 from .._keys import make_hasher
 from .._models import KeyRecord, SessionRecord, StoredKey
 from ._cache_sync import CacheSync, close_at_exit_and_reset_after_fork
+from ._errors import StoreUnavailable
 from ._pg_connections import PgConnections, notify, unavailable, upgrade
 from ._pg_invalidation import pg_listener_factory
 from ._pg_limits import PgLimits
@@ -48,6 +50,7 @@ from ._stats import StoreCounts, StoreStats, counts_failures
 
 __all__ = ["PostgresKeyStore"]
 
+_log = logging.getLogger("nowramp_auth.postgres")
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _UPDATE_COLUMNS = {
     "scopes": "scopes",
@@ -113,7 +116,12 @@ class PostgresKeyStore(PgSessions, PgLimits, PgState):
         self._pg = PgConnections(url, **self._pg_options)
         if upgrade:
             _upgrade(url, schema)
-        self._pg.check_schema()
+        try:
+            self._pg.check_schema()
+        except StoreUnavailable:
+            # Down at start-up: the app starts and fails closed; the schema is checked at
+            # the first answer (see PgConnections).
+            _log.warning("PostgreSQL unreachable at start-up; its schema is checked later")
         self.schema = schema
         self.channel = f"nowramp_auth_{schema}"
         self.limiter = rate_limiter
