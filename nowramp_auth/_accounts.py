@@ -80,7 +80,8 @@ OPERATOR_ADMIN = DashboardUser("admin", "Administrator", None)
 
 
 class DashboardStateStore(Protocol):
-    """What accounts and dashboard sessions need of a key store (memory and Redis have it)."""
+    """What accounts, dashboard sessions and the sign-in throttle need of a key store (the
+    memory, Redis and PostgreSQL stores have it)."""
 
     def put_dashboard_item(self, kind: str, item_id: str, value: str, ttl: float | None) -> None:
         """Store a value (for ``ttl`` seconds, or kept)."""
@@ -93,6 +94,13 @@ class DashboardStateStore(Protocol):
 
     def dashboard_item_ids(self, kind: str) -> list[str]:
         """The ids of the kept items of a kind."""
+
+    def take_attempt(self, bucket: str, limit: int, window: float) -> str | None:
+        """Take one of ``limit`` slots per ``window`` seconds of ``bucket`` atomically (the
+        sign-in throttle): a ticket naming it, or ``None`` when all are taken."""
+
+    def return_attempt(self, bucket: str, ticket: str) -> None:
+        """Give back the slot ``ticket`` names."""
 
 
 @dataclass(frozen=True, slots=True)
