@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,15 +19,13 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from nowramp_auth import (
-    Authenticator,
-    AuthError,
     KeyManager,
     MemoryKeyStore,
     RateLimit,
     RedisKeyStore,
 )
 
-from . import asgi, e2e
+from . import asgi, e2e, scale_out
 from ._rounds import Samples, interleaved, paired
 
 ADMIN_URL = os.environ.get(
@@ -237,30 +234,7 @@ def _propagation(url: str, trials: int) -> dict[str, float]:
     """Revoke in one instance; time until the other refuses (ms), through NOTIFY."""
     a, b = _store(url), _store(url, cache_ttl=30)
     try:
-        manager, auth_b = KeyManager(a), Authenticator(b)
-        b.get_key("key_ABCDwarmup000000")
-        b.subscribed.wait(5)
-        delays = []
-        for _ in range(trials):
-            issued = manager.create(scopes=["quotes:read"])
-            auth_b.authenticate(issued.secret)
-            start = time.perf_counter()
-            manager.revoke(issued.key.id)
-            while True:
-                try:
-                    auth_b.authenticate(issued.secret)
-                except AuthError:
-                    break
-                if time.perf_counter() - start > 2:
-                    raise RuntimeError("revocation did not propagate within 2 s")
-            delays.append((time.perf_counter() - start) * 1000)
-        delays.sort()
-        return {
-            "trials": trials,
-            "p50_ms": delays[len(delays) // 2],
-            "p99_ms": delays[max(0, int(len(delays) * 0.99) - 1)],
-            "max_ms": delays[-1],
-        }
+        return scale_out.propagation_between(a, b, trials)
     finally:
         a.close()
         b.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 from datetime import timedelta
+from typing import Any
 
 import redis
 
@@ -20,33 +21,38 @@ def propagation(redis_url: str, trials: int) -> dict[str, float]:
     a = RedisKeyStore.from_url(redis_url, namespace="bench-prop")
     b = RedisKeyStore.from_url(redis_url, namespace="bench-prop")
     try:
-        manager, auth_b = KeyManager(a), Authenticator(b)
-        b.get_key("key_ABCDwarmup000000")
-        b.subscribed.wait(5)
-        delays = []
-        for _ in range(trials):
-            issued = manager.create(scopes=["quotes:read"])
-            auth_b.authenticate(issued.secret)
-            start = time.perf_counter()
-            manager.revoke(issued.key.id)
-            while True:
-                try:
-                    auth_b.authenticate(issued.secret)
-                except AuthError:
-                    break
-                if time.perf_counter() - start > 2:
-                    raise RuntimeError("revocation did not propagate within 2 s")
-            delays.append((time.perf_counter() - start) * 1000)
-        delays.sort()
-        return {
-            "trials": trials,
-            "p50_ms": delays[len(delays) // 2],
-            "p99_ms": delays[max(0, int(len(delays) * 0.99) - 1)],
-            "max_ms": delays[-1],
-        }
+        return propagation_between(a, b, trials)
     finally:
         a.close()
         b.close()
+
+
+def propagation_between(a: Any, b: Any, trials: int) -> dict[str, float]:
+    """Revoke through store ``a``; time until store ``b`` refuses (ms), ``trials`` times."""
+    manager, auth_b = KeyManager(a), Authenticator(b)
+    b.get_key("key_ABCDwarmup000000")
+    b.subscribed.wait(5)
+    delays = []
+    for _ in range(trials):
+        issued = manager.create(scopes=["quotes:read"])
+        auth_b.authenticate(issued.secret)
+        start = time.perf_counter()
+        manager.revoke(issued.key.id)
+        while True:
+            try:
+                auth_b.authenticate(issued.secret)
+            except AuthError:
+                break
+            if time.perf_counter() - start > 2:
+                raise RuntimeError("revocation did not propagate within 2 s")
+        delays.append((time.perf_counter() - start) * 1000)
+    delays.sort()
+    return {
+        "trials": trials,
+        "p50_ms": delays[len(delays) // 2],
+        "p99_ms": delays[max(0, int(len(delays) * 0.99) - 1)],
+        "max_ms": delays[-1],
+    }
 
 
 def round_trips(redis_url: str) -> dict[str, int]:

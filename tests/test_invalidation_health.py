@@ -4,28 +4,16 @@ seconds, not after the cache TTL, and within about a second once the channel is 
 
 from __future__ import annotations
 
-import time
 from urllib.parse import urlparse
 
 import pytest
 
-from nowramp_auth import Authenticator, AuthError, KeyManager, RedisKeyStore
+from nowramp_auth import Authenticator, KeyManager, RedisKeyStore
 from nowramp_auth.stores._redis_invalidation import HEALTH_INTERVAL, REPLY_DEADLINE
 from tests.tcp_proxy import TcpProxy
+from tests.waiting import seconds_until_refused
 
 pytestmark = pytest.mark.redis
-
-
-def seconds_until_refused(auth: Authenticator, secret: str, limit: float) -> float:
-    """Authenticate every 20 ms until the key is refused; the seconds it took."""
-    start = time.monotonic()
-    while time.monotonic() - start < limit:
-        try:
-            auth.authenticate(secret)
-        except AuthError:
-            return time.monotonic() - start
-        time.sleep(0.02)
-    raise AssertionError(f"still accepted after {limit} s")
 
 
 def test_a_silently_dead_channel_is_replaced_within_seconds(redis_url: str, namespace: str):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +26,7 @@ from nowramp_auth import (
 from nowramp_auth.stores._errors import StoreUnavailable
 from nowramp_auth.stores._pg_connections import LATEST_VERSION, SchemaMismatch, upgrade
 from tests.tcp_proxy import TcpProxy
+from tests.waiting import seconds_until_refused, until_accepted
 
 pytestmark = pytest.mark.postgres
 
@@ -51,17 +51,6 @@ def proxy(postgres_url: str) -> Iterator[TcpProxy]:
 
 def store(url: str, schema: str, **options: object) -> PostgresKeyStore:
     return PostgresKeyStore.from_url(url, schema=schema, upgrade=True, **options)  # type: ignore[arg-type]
-
-
-def seconds_until_refused(auth: Authenticator, secret: str, limit: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < limit:
-        try:
-            auth.authenticate(secret)
-        except AuthError:
-            return time.monotonic() - start
-        time.sleep(0.01)
-    raise AssertionError(f"still accepted after {limit} s")
 
 
 def test_schema_versions_are_checked_and_upgrades_are_idempotent(postgres_url: str, namespace: str):
@@ -176,15 +165,8 @@ def test_unreachable_fails_closed_and_recovers(postgres_url: str, namespace: str
             manager.create(scopes=["quotes:read"])
         assert "unavailable" in str(management.value).lower()
         proxy.refusing = False
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                assert auth.authenticate(cold.secret).key_id == cold.key.id
-                break
-            except AuthError as error:
-                assert error.code is ErrorCode.AUTH_UNAVAILABLE
-                assert time.monotonic() < deadline, "did not recover"
-                time.sleep(0.1)
+        until_accepted(lambda: auth.authenticate(cold.secret))
+        assert auth.authenticate(cold.secret).key_id == cold.key.id
     finally:
         pg.close()
 
@@ -335,15 +317,8 @@ def test_an_app_starts_while_postgres_is_down_and_serves_once_it_is_back(
             auth.authenticate(issued.secret)
         assert refused.value.code is ErrorCode.AUTH_UNAVAILABLE
         proxy.refusing = False
-        deadline = time.monotonic() + 10
-        while True:  # recovers within seconds, without a restart
-            try:
-                assert auth.authenticate(issued.secret).key_id == issued.key.id
-                break
-            except AuthError as error:
-                assert error.code is ErrorCode.AUTH_UNAVAILABLE
-                assert time.monotonic() < deadline, "did not recover"
-                time.sleep(0.1)
+        until_accepted(lambda: auth.authenticate(issued.secret))  # within seconds, no restart
+        assert auth.authenticate(issued.secret).key_id == issued.key.id
     finally:
         pg.close()
 

@@ -81,6 +81,17 @@ class CacheSync:
             cache.reset_after_fork()
         self._reset()
 
+    def peek(self, operation: str, args: tuple[Any, ...], missing: Any) -> Any:
+        """A cached answer of a request-path read without any I/O (``get_key`` from the
+        first cache, ``get_session`` from the second), else ``missing``."""
+        if operation == "get_key":
+            self.start()
+            return self.caches[0].peek(args[0], missing)
+        if operation == "get_session":
+            self.start()
+            return self.caches[1].peek(args[0], missing)
+        return missing
+
     def start(self) -> None:
         """Start the background threads (once; cheap to call on every request)."""
         listener = self.listener

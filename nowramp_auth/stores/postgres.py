@@ -173,14 +173,9 @@ class PostgresKeyStore(PgSessions, PgLimits, PgState):
 
     # -- request path -------------------------------------------------------------------------
     def peek(self, operation: str, args: tuple[Any, ...]) -> Any:
-        """A cached answer without any I/O, or ``NOT_CACHED``."""
-        if operation == "get_key":
-            self._start_threads()
-            return self.keys_cache.peek(args[0], NOT_CACHED)
-        if operation == "get_session":
-            self._start_threads()
-            return self.sessions_cache.peek(args[0], NOT_CACHED)
-        return NOT_CACHED
+        """A cached answer for a request-path operation without any I/O, or ``NOT_CACHED``:
+        async callers then skip the coroutine machinery."""
+        return self._sync.peek(operation, args, NOT_CACHED)
 
     @counts_failures("get_key")
     def get_key(self, key_id: str) -> StoredKey | None:

@@ -10,18 +10,13 @@ events other projects have.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import logging
-import queue
-import threading
-import weakref
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .._models import AuditEvent
-from ._errors import StoreUnavailable
+from ._queued_audit import QueuedAuditSink
 
 if TYPE_CHECKING:
     from .postgres import PostgresKeyStore
@@ -32,7 +27,7 @@ _log = logging.getLogger("nowramp_auth.audit")
 _COLUMNS = "at, type, key_id, project_id, code, client_ip, method, path, session_id, actor, detail"
 
 
-class PostgresAuditLog:
+class PostgresAuditLog(QueuedAuditSink):
     """Audit sink writing to the ``audit_events`` table of a :class:`PostgresKeyStore`.
 
     Parameters:
@@ -41,53 +36,13 @@ class PostgresAuditLog:
         flush_interval: seconds between background writes (default 0.2).
     """
 
-    emit_never_blocks = True
-
     def __init__(
         self, store: PostgresKeyStore, *, queue_size: int = 10_000, flush_interval: float = 0.2
     ) -> None:
-        if queue_size < 1 or flush_interval <= 0:
-            raise ValueError("queue_size and flush_interval must be positive")
+        super().__init__(queue_size=queue_size, flush_interval=flush_interval)
         self.store = store
-        self.flush_interval = flush_interval
-        self._queue: queue.Queue[AuditEvent] = queue.Queue(queue_size)
-        self._closing = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self.dropped = 0
-        self.written = 0
-        atexit.register(_close_at_exit, weakref.ref(self))
 
-    def emit(self, event: AuditEvent) -> None:
-        """Queue one event (never blocks; counts a drop when the queue is full)."""
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            self.dropped += 1
-            return
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None and not self._closing.is_set():
-                    self._thread = threading.Thread(
-                        target=self._run, name="nowramp-pg-audit", daemon=True
-                    )
-                    self._thread.start()
-
-    def _run(self) -> None:
-        while not self._closing.wait(self.flush_interval):
-            self.flush()
-
-    def flush(self) -> None:
-        """Write every queued event now, in one transaction (dropped and counted when the
-        database is down)."""
-        batch: list[AuditEvent] = []
-        while True:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        if not batch:
-            return
+    def _write(self, batch: list[AuditEvent]) -> None:
         rows = [
             (
                 e.at,
@@ -110,12 +65,7 @@ class PostgresAuditLog:
             with conn.cursor() as cursor:
                 cursor.executemany(insert, rows)
 
-        try:
-            self.store._pg.transaction(write)
-            self.written += len(batch)
-        except StoreUnavailable:
-            self.dropped += len(batch)
-            _log.warning("audit table unavailable; %d events dropped", len(batch))
+        self.store._pg.transaction(write)  # one transaction: all of the batch, or none
 
     def read(
         self,
@@ -159,19 +109,3 @@ class PostgresAuditLog:
             )
             for r in rows
         ]
-
-    def close(self) -> None:
-        """Write what is queued and stop the background thread."""
-        if self._closing.is_set():
-            return
-        self._closing.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-        with contextlib.suppress(Exception):
-            self.flush()
-
-
-def _close_at_exit(ref: weakref.ref[PostgresAuditLog]) -> None:
-    log = ref()
-    if log is not None:
-        log.close()

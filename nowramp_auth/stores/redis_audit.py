@@ -13,19 +13,14 @@ many events other projects have.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import json
 import logging
-import queue
-import threading
-import weakref
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .._models import AuditEvent
-from ._errors import StoreUnavailable
+from ._queued_audit import QueuedAuditSink
 
 if TYPE_CHECKING:
     from .redis import RedisKeyStore
@@ -35,7 +30,7 @@ __all__ = ["RedisStreamAuditLog"]
 _log = logging.getLogger("nowramp_auth.audit")
 
 
-class RedisStreamAuditLog:
+class RedisStreamAuditLog(QueuedAuditSink):
     """Audit sink writing to the Redis Stream ``<namespace>:audit`` of a :class:`RedisKeyStore`.
 
     Parameters:
@@ -46,8 +41,6 @@ class RedisStreamAuditLog:
         flush_interval: seconds between background writes (default 0.2).
     """
 
-    emit_never_blocks = True
-
     def __init__(
         self,
         store: RedisKeyStore,
@@ -57,73 +50,30 @@ class RedisStreamAuditLog:
         queue_size: int = 10_000,
         flush_interval: float = 0.2,
     ) -> None:
-        if maxlen < 1 or project_maxlen < 1 or queue_size < 1 or flush_interval <= 0:
-            raise ValueError(
-                "maxlen, project_maxlen, queue_size and flush_interval must be positive"
-            )
+        if maxlen < 1 or project_maxlen < 1:
+            raise ValueError("maxlen and project_maxlen must be positive")
+        super().__init__(queue_size=queue_size, flush_interval=flush_interval)
         self.store = store
         self.stream = store.names.audit
         self.maxlen = maxlen
         self.project_maxlen = project_maxlen
-        self.flush_interval = flush_interval
-        self._queue: queue.Queue[AuditEvent] = queue.Queue(queue_size)
-        self._closing = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self.dropped = 0
-        self.written = 0
-        atexit.register(_close_at_exit, weakref.ref(self))
 
-    def emit(self, event: AuditEvent) -> None:
-        """Queue one event (never blocks; counts a drop when the queue is full)."""
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            self.dropped += 1
-            return
-        if self._thread is None:
-            self._start()
+    def _write(self, batch: list[AuditEvent]) -> None:
+        from ._redis_clients import io_errors
 
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is None and not self._closing.is_set():
-                self._thread = threading.Thread(target=self._run, name="nowramp-audit", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        while not self._closing.wait(self.flush_interval):
-            self.flush()
-
-    def flush(self) -> None:
-        """Write every queued event now (drops and counts them when Redis is down)."""
-        batch: list[AuditEvent] = []
-        while True:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        if not batch:
-            return
-        try:
-            from ._redis_clients import io_errors
-
-            with io_errors():
-                pipe = self.store._client().pipeline(transaction=False)
-                for event in batch:
-                    fields = {"event": json.dumps(event.to_dict())}
-                    pipe.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
-                    if event.project_id is not None:
-                        pipe.xadd(
-                            self.project_stream(event.project_id),
-                            fields,
-                            maxlen=self.project_maxlen,
-                            approximate=True,
-                        )
-                pipe.execute()
-            self.written += len(batch)
-        except StoreUnavailable:
-            self.dropped += len(batch)
-            _log.warning("audit stream unavailable; %d events dropped", len(batch))
+        with io_errors():
+            pipe = self.store._client().pipeline(transaction=False)
+            for event in batch:
+                fields = {"event": json.dumps(event.to_dict())}
+                pipe.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
+                if event.project_id is not None:
+                    pipe.xadd(
+                        self.project_stream(event.project_id),
+                        fields,
+                        maxlen=self.project_maxlen,
+                        approximate=True,
+                    )
+            pipe.execute()
 
     def project_stream(self, project_id: str) -> str:
         """The name of one project's stream."""
@@ -159,16 +109,6 @@ class RedisStreamAuditLog:
         events.sort(key=lambda e: e.at, reverse=True)
         return events[:limit]
 
-    def close(self) -> None:
-        """Write what is queued and stop the background thread."""
-        if self._closing.is_set():
-            return
-        self._closing.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-        with contextlib.suppress(Exception):
-            self.flush()
-
 
 def _newest(
     client: Any,
@@ -196,9 +136,3 @@ def _newest(
             break
         last = rows[-1][0]
     return events
-
-
-def _close_at_exit(ref: weakref.ref[RedisStreamAuditLog]) -> None:
-    log = ref()
-    if log is not None:
-        log.close()
