@@ -20,10 +20,12 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from .._models import StoredKey
+from ._protocol import NOT_CACHED
 from ._redis_cache import LocalCache
-from ._stats import StoreCounts, StoreStats
+from ._stats import StoreCounts, StoreStats, counts_failures
 
-__all__ = ["CacheSync", "Listener", "close_at_exit_and_reset_after_fork"]
+__all__ = ["CacheSync", "CachedReads", "Listener", "close_at_exit_and_reset_after_fork"]
 
 _log = logging.getLogger("nowramp_auth")
 
@@ -189,3 +191,42 @@ def _reset(ref: weakref.ref[_Closable]) -> None:
     store = ref()
     if store is not None:
         store._after_fork()
+
+
+class CachedReads:
+    """What every cache-backed networked store has in common (a mixin, first among its
+    bases): the cached key read, the cache peek of async callers, the listener's state, the
+    metrics counts. The store provides its caches, its :class:`CacheSync` and ``_load_key``."""
+
+    keys_cache: LocalCache[StoredKey]
+    stats: StoreStats
+    _sync: CacheSync
+
+    def _load_key(self, key_id: str) -> StoredKey | None:
+        raise NotImplementedError  # pragma: no cover - each store reads its own way
+
+    @property
+    def subscribed(self) -> threading.Event:
+        """Set while the invalidation listener is subscribed (tests wait on it)."""
+        return self._sync.subscribed
+
+    def _start_threads(self) -> None:
+        # The listener and the usage write-behind, started by the first request-path call.
+        self._sync.start()
+
+    def peek(self, operation: str, args: tuple[Any, ...]) -> Any:
+        """A cached answer for a request-path operation without any I/O, or ``NOT_CACHED``:
+        async callers then skip the coroutine machinery."""
+        return self._sync.peek(operation, args, NOT_CACHED)
+
+    @counts_failures("get_key")
+    def get_key(self, key_id: str) -> StoredKey | None:
+        """The stored key (cached), or ``None``; ``StoreUnavailable`` when the store cannot
+        answer and no fresh cached answer exists."""
+        self._start_threads()
+        return self.keys_cache.get(key_id, lambda: self._load_key(key_id))
+
+    def store_counts(self) -> StoreCounts:
+        """The store's counts for metrics (cache, failures per operation, invalidation
+        traffic, rate-limit calls): totals of this process."""
+        return self._sync.counts()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -32,7 +31,7 @@ import psycopg
 
 from .._keys import make_hasher
 from .._models import KeyRecord, SessionRecord, StoredKey
-from ._cache_sync import CacheSync, close_at_exit_and_reset_after_fork
+from ._cache_sync import CachedReads, CacheSync, close_at_exit_and_reset_after_fork
 from ._errors import StoreUnavailable
 from ._pg_connections import PgConnections, notify, unavailable, upgrade
 from ._pg_invalidation import pg_listener_factory
@@ -46,7 +45,7 @@ from ._pg_sessions import PgSessions
 from ._pg_state import PgState
 from ._protocol import NOT_CACHED, UPDATABLE_FIELDS, grace_cap_refused, rotation_refused
 from ._redis_cache import LocalCache
-from ._stats import StoreCounts, StoreStats, counts_failures
+from ._stats import StoreStats, counts_failures
 
 __all__ = ["PostgresKeyStore"]
 
@@ -61,7 +60,7 @@ _UPDATE_COLUMNS = {
 }
 
 
-class PostgresKeyStore(PgSessions, PgLimits, PgState):
+class PostgresKeyStore(CachedReads, PgSessions, PgLimits, PgState):
     """Key store on PostgreSQL; serves sync and async callers (see the module docstring).
 
     Parameters:
@@ -159,30 +158,11 @@ class PostgresKeyStore(PgSessions, PgLimits, PgState):
         self._usage.reset()
         self._sync.after_fork(self.stats)
 
-    @property
-    def subscribed(self) -> threading.Event:
-        """Set while the invalidation listener is connected (tests wait on it)."""
-        return self._sync.subscribed
-
-    def _start_threads(self) -> None:
-        self._sync.start()
-
     def digest(self, token: str) -> str:
         """Digest of a plaintext key or token."""
         return self.hasher(token.encode("ascii")).hexdigest()
 
     # -- request path -------------------------------------------------------------------------
-    def peek(self, operation: str, args: tuple[Any, ...]) -> Any:
-        """A cached answer for a request-path operation without any I/O, or ``NOT_CACHED``:
-        async callers then skip the coroutine machinery."""
-        return self._sync.peek(operation, args, NOT_CACHED)
-
-    @counts_failures("get_key")
-    def get_key(self, key_id: str) -> StoredKey | None:
-        """The stored key (cached), or ``None``."""
-        self._start_threads()
-        return self.keys_cache.get(key_id, lambda: self._load_key(key_id))
-
     def _load_key(self, key_id: str) -> StoredKey | None:
         query = f"SELECT {KEY_COLUMNS} FROM keys WHERE id = %s"
         return key_from_row(self._pg.read(lambda c: c.execute(query, (key_id,)).fetchone()))
@@ -339,11 +319,7 @@ class PostgresKeyStore(PgSessions, PgLimits, PgState):
         rows = self._pg.read(lambda c: c.execute(query, args).fetchall())
         return [s.record for row in rows if (s := key_from_row(row)) is not None]
 
-    # -- metrics and lifecycle -------------------------------------------------------------------
-    def store_counts(self) -> StoreCounts:
-        """The store's counts for metrics (this process's totals)."""
-        return self._sync.counts()
-
+    # -- lifecycle ----------------------------------------------------------------------------
     def close(self) -> None:
         """Write usage, stop the background threads and close the connections."""
         if self._sync.closing.is_set():

@@ -25,7 +25,6 @@ sessions, usage, dashboard state (``_redis_sessions``, ``_redis_usage``, ``_redi
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -33,8 +32,8 @@ from urllib.parse import urlparse
 
 from .._keys import make_hasher
 from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
-from ._cache_sync import CacheSync, close_at_exit_and_reset_after_fork
-from ._protocol import NOT_CACHED, UPDATABLE_FIELDS, grace_cap_refused, rotation_refused
+from ._cache_sync import CachedReads, CacheSync, close_at_exit_and_reset_after_fork
+from ._protocol import UPDATABLE_FIELDS, grace_cap_refused, rotation_refused
 from ._redis_cache import LocalCache
 from ._redis_clients import DEFAULT_MAX_CONNECTIONS, DEFAULT_QUEUE_TIMEOUT, RedisClients
 from ._redis_codec import (
@@ -52,7 +51,7 @@ from ._redis_invalidation import listener_factory
 from ._redis_scripting import loop_pipeline, run_script
 from ._redis_sessions import RedisSessions
 from ._redis_usage import RedisUsage
-from ._stats import StoreCounts, StoreStats, counts_failures
+from ._stats import StoreStats, counts_failures
 from .redis_limiter import RedisRateLimiter
 
 __all__ = ["RedisKeyStore"]
@@ -66,7 +65,7 @@ DEFAULT_USAGE_FLUSH_INTERVAL = 1.0
 _OPERATIONS = {"INSERT_SESSION": "insert_session"}
 
 
-class RedisKeyStore(RedisSessions, RedisUsage, RedisDashboardState):
+class RedisKeyStore(CachedReads, RedisSessions, RedisUsage, RedisDashboardState):
     """Key store on Redis (single node) or Redis Cluster; serves sync and async callers.
 
     Parameters:
@@ -154,16 +153,6 @@ class RedisKeyStore(RedisSessions, RedisUsage, RedisDashboardState):
         self._usage.reset()
         self._sync.after_fork(self.stats)
 
-    @property
-    def subscribed(self) -> threading.Event:
-        """Set while the invalidation listener is subscribed (tests wait on it)."""
-        return self._sync.subscribed
-
-    def _start_threads(self) -> None:
-        # The invalidation listener and the usage write-behind, started by the first
-        # request-path call.
-        self._sync.start()
-
     @classmethod
     def from_url(cls, url: str, *, cluster: bool = False, **options: Any) -> RedisKeyStore:
         """A store for ``url``; ``cluster=True`` for Redis Cluster. Options as for the class."""
@@ -210,17 +199,6 @@ class RedisKeyStore(RedisSessions, RedisUsage, RedisDashboardState):
         return self.limiter.rate_charger(lineage, limit)
 
     # -- request path -------------------------------------------------------------------------
-    def peek(self, operation: str, args: tuple[Any, ...]) -> Any:
-        """A cached answer for a request-path operation without any I/O, or ``NOT_CACHED``:
-        async callers then skip the coroutine machinery."""
-        return self._sync.peek(operation, args, NOT_CACHED)
-
-    @counts_failures("get_key")
-    def get_key(self, key_id: str) -> StoredKey | None:
-        """The stored key (cached), or ``None``. ``StoreUnavailable`` when Redis is down."""
-        self._start_threads()
-        return self.keys_cache.get(key_id, lambda: self._load_key(key_id))
-
     def _load_key(self, key_id: str) -> StoredKey | None:
         name = self.names.record(key_id)
         return decode_key(self._clients.read(lambda client: client.hgetall(name)))
@@ -332,12 +310,6 @@ class RedisKeyStore(RedisSessions, RedisUsage, RedisDashboardState):
         if project_id is not None:
             records = [r for r in records if r.project_id == project_id]
         return sorted(records, key=lambda r: (r.created_at, r.id))
-
-    # -- metrics ------------------------------------------------------------------------------
-    def store_counts(self) -> StoreCounts:
-        """The store's counts for metrics (cache, failures per operation, invalidation
-        traffic, rate-limit script calls): totals of this process."""
-        return self._sync.counts()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def close(self) -> None:
