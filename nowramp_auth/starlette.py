@@ -23,7 +23,7 @@ from ._guards import middleware_options, required_scopes, scope_guard
 from ._http import create_widget_session_async, session_created
 from ._models import Principal
 from ._openapi import OPENAPI_PARAM, declare_api_key_security
-from ._route_scopes import RouteScopeCache, asgi_host, starlette_route_scopes
+from ._route_scopes import Resolved, RouteScopeCache, asgi_host, starlette_route_scopes
 
 __all__ = ["ApiKeyMiddleware", "ScopeCredentials", "require_scopes"]
 
@@ -89,7 +89,7 @@ class ApiKeyMiddleware:
         self._accept = authenticator.accept_verified
         self._scopes_cache: dict[frozenset[str], ScopeCredentials] = {}
         self._route_scopes: RouteScopeCache[Scope] = RouteScopeCache(
-            starlette_route_scopes, asgi_host
+            self._route_resolver(app), asgi_host
         )
         self._known_routes = self._route_scopes.known  # the same dict, one lookup closer
 
@@ -149,6 +149,12 @@ class ApiKeyMiddleware:
                     await self._answer(scope, receive, send, charge, peer, method, path)
                     return
         await self._general(scope, receive, send)
+
+    @staticmethod
+    def _route_resolver(app: ASGIApp) -> Callable[[Scope], Resolved]:
+        # How the scopes of a request's route are found: Starlette's router (scope["app"]).
+        # Adapters of other ASGI frameworks (Litestar, Quart) give their own.
+        return starlette_route_scopes
 
     @staticmethod
     def _forwarded(scope: Scope) -> bool:

@@ -69,6 +69,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                 "starlette",
                 "wsgi",
                 "fastapi",
+                "litestar",
+                "quart",
                 "django",
                 "metrics",
                 "testing",

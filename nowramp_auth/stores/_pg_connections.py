@@ -2,7 +2,11 @@
 failure, and the versioned schema migrations.
 
 Load is not unavailability: a call waits for a pooled connection up to ``queue_timeout``
-seconds (a burst of any size queues); only then is the store reported unavailable.
+seconds (a burst of any size queues behind a gate of ``pool_size`` permits); only then is the
+store reported unavailable. Connections are made by the calls that need them, bounded by
+``connect_timeout``: an unreachable database fails calls at once (no queue of waiters behind
+background reconnects), and the first call after it returns connects again (no retry backoff
+that could outlast the outage), so the store recovers within seconds.
 ``statement_timeout`` bounds the database's answer once a statement is sent, and
 ``connect_timeout`` bounds connecting. Every psycopg error of a connection or a timeout
 becomes :class:`~nowramp_auth.stores._errors.StoreUnavailable` (fail closed); a read that
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -29,7 +34,6 @@ from importlib import resources
 from typing import Any, TypeVar
 
 import psycopg
-import psycopg_pool
 from psycopg import sql
 
 from ._errors import SchemaMismatch, StoreUnavailable
@@ -51,8 +55,6 @@ _IO_ERRORS: tuple[type[BaseException], ...] = (
     psycopg.InterfaceError,
     psycopg.errors.QueryCanceled,
     psycopg.errors.AdminShutdown,
-    psycopg_pool.PoolTimeout,
-    psycopg_pool.PoolClosed,
     OSError,
 )
 
@@ -117,31 +119,46 @@ class PgConnections:
             "options": f"-c statement_timeout={int(statement_timeout * 1000)} "
             f"-c search_path={schema} -c timezone=UTC",
         }
-        self._pool: psycopg_pool.ConnectionPool | None = None
+        self._gate = threading.BoundedSemaphore(pool_size)
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._lock = threading.Lock()
         self._threads: ThreadPoolExecutor | None = None
         self.schema_checked = False
         """Whether the schema version was found right (checked once, at the first answer)."""
 
-    def _open(self) -> psycopg_pool.ConnectionPool:
-        pool = self._pool
-        if pool is None:
-            pool = psycopg_pool.ConnectionPool(
-                self.url,
-                min_size=0,
-                max_size=self.pool_size,
-                timeout=self.queue_timeout,
-                kwargs=self.kwargs,
-                open=True,
-                name="nowramp_auth",
-            )
-            self._pool = pool
-        return pool
+    @contextmanager
+    def _pooled(self) -> Iterator[psycopg.Connection[Any]]:
+        # A connection behind the gate: an idle one, or a new one. Connecting happens in the
+        # caller, bounded by connect_timeout: an unreachable database fails the call at once
+        # and the first call after it returns connects again (no background retries whose
+        # backoff could outlast the outage).
+        if not self._gate.acquire(timeout=self.queue_timeout):
+            raise StoreUnavailable("PostgreSQL unavailable: no connection within queue_timeout")
+        conn: psycopg.Connection[Any] | None = None
+        try:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None or conn.closed:
+                conn = psycopg.connect(self.url, **self.kwargs)
+            yield conn
+        except psycopg.Error:
+            if conn is not None:  # broken, or in an unknown state: never reused
+                conn.close()
+            raise
+        finally:
+            if conn is not None and not conn.closed:
+                if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                    with self._lock:
+                        self._idle.append(conn)
+                else:
+                    conn.close()
+            self._gate.release()
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection for the block; failures become ``StoreUnavailable``."""
         try:
-            with self._open().connection() as conn:
+            with self._pooled() as conn:
                 if not self.schema_checked:
                     self._check(conn)
                 yield conn
@@ -155,7 +172,7 @@ class PgConnections:
             with self.connection() as conn:
                 return call(conn)
         except StoreUnavailable as exc:
-            if isinstance(exc.__cause__, psycopg_pool.PoolTimeout):
+            if exc.__cause__ is None:  # no connection within queue_timeout: not again
                 raise
         with self.connection() as conn:
             return call(conn)
@@ -198,7 +215,7 @@ class PgConnections:
         """``SchemaMismatch`` unless the database holds this code's schema version;
         ``StoreUnavailable`` when it cannot be reached (then checked at the first answer)."""
         try:
-            with self._open().connection() as conn:
+            with self._pooled() as conn:
                 version = self._version(conn)
         except _IO_ERRORS as exc:
             raise unavailable(exc) from exc
@@ -208,9 +225,10 @@ class PgConnections:
 
     def close(self) -> None:
         """Close the pool and the threads."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
         if self._threads is not None:
             self._threads.shutdown(wait=False)
             self._threads = None
