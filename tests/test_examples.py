@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -10,7 +11,8 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from tests.servers import ROOT, serve
+from tests.redis_servers import free_port
+from tests.servers import ROOT, serve, wait_until_up
 
 
 def test_fastapi_example():
@@ -127,3 +129,32 @@ def test_metrics_examples(module: str, client: str):
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60
     )
     assert "metrics example ok" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("module", ["examples.litestar_app", "examples.quart_app"])
+def test_litestar_and_quart_examples_under_uvicorn(module: str):
+    args = ["uvicorn", f"{module}:app", "--host", "127.0.0.1", "--port", "{port}"]
+    args += ["--log-level", "warning", "--no-proxy-headers"]
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", *[a.format(port=port) for a in args]],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        key = line.split("example key:", 1)[1].strip()
+        base = f"http://127.0.0.1:{port}"
+        wait_until_up(base, process)
+        assert httpx.get(base + "/quotes", headers={"X-API-Key": key}).status_code == 200
+        refused = httpx.get(base + "/orders", headers={"X-API-Key": key})
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "INSUFFICIENT_PERMISSIONS"
+        assert httpx.get(base + "/quotes").json()["error"]["code"] == "MISSING_API_KEY"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
