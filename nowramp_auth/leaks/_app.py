@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from starlette.applications import Starlette
@@ -141,6 +142,7 @@ class _Leaks:
         self.trusted = trusted
         self._reports: dict[str, list[float]] = {}  # stores without take_attempt
         self._lock = threading.Lock()
+        self._notifiers: ThreadPoolExecutor | None = None
 
     def label_all(self, items: list[dict[str, Any]]) -> list[dict[str, str]]:
         """GitHub's feedback for each alert item, revoking the known keys."""
@@ -187,12 +189,16 @@ class _Leaks:
             return True
 
     def _notify(self, event: AuditEvent) -> None:
-        # Runs in a worker thread: hand the call to a thread of its own (sync) or to a new
-        # event loop (async), so it never blocks or fails the answer.
+        # Handed to the app's few notify workers (a sync call, or an async one on an event
+        # loop of the worker's own), so it never blocks or fails the answer.
         notify = self.notify
         if notify is None:
             return
-        threading.Thread(target=_call_notify, args=(notify, event), daemon=True).start()
+        with self._lock:
+            if self._notifiers is None:
+                self._notifiers = ThreadPoolExecutor(4, thread_name_prefix="nowramp-notify")
+            notifiers = self._notifiers
+        notifiers.submit(_call_notify, notify, event)
 
 
 def _call_notify(notify: Notify, event: AuditEvent) -> None:
