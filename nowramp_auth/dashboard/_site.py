@@ -25,7 +25,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from .._accounts import OPERATOR_ADMIN, Accounts, DashboardUser
-from .._client_ip import IPAddress, parse_networks, resolve_client_ip
+from .._client_ip import IPAddress, parse_ip, parse_networks, resolve_client_ip
 from .._manager import KeyManager
 from .._models import AuditEvent
 from ..stores._errors import StoreUnavailable
@@ -105,7 +105,7 @@ class Site:
 
     # -- the request as seen through trusted proxies ------------------------------------------
     def _trusted_peer(self, request: Request) -> bool:
-        peer = resolve_client_ip(request.client.host if request.client else None)
+        peer = parse_ip(request.client.host if request.client else None)
         trusted = self.trusted_proxies
         return peer is not None and bool(trusted.masks) and peer in trusted
 

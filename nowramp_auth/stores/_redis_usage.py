@@ -8,7 +8,6 @@ process has not written yet.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -24,8 +23,6 @@ from ._stats import StoreStats, counts_failures
 from ._usage import HISTORY_HOURS, History, UsageLog
 
 __all__ = ["RedisUsage"]
-
-_log = logging.getLogger("nowramp_auth.redis")
 
 
 class RedisUsage:

@@ -10,7 +10,6 @@ events other projects have.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresAuditLog"]
 
-_log = logging.getLogger("nowramp_auth.audit")
 _COLUMNS = "at, type, key_id, project_id, code, client_ip, method, path, session_id, actor, detail"
 
 

@@ -14,7 +14,6 @@ many events other projects have.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -26,8 +25,6 @@ if TYPE_CHECKING:
     from .redis import RedisKeyStore
 
 __all__ = ["RedisStreamAuditLog"]
-
-_log = logging.getLogger("nowramp_auth.audit")
 
 
 class RedisStreamAuditLog(QueuedAuditSink):
