@@ -38,6 +38,7 @@ class PgState:
         raise NotImplementedError  # pragma: no cover - provided by the store
 
     def _setup_usage(self) -> None:
+        self._pruned_below = 0  # usage_hours older than this hour are gone
         self._usage = UsageLog()
         self.count_request = self._usage.count
         """Count one request of a key at a time in epoch seconds (no lock, no I/O)."""
@@ -85,10 +86,12 @@ class PgState:
                     rows,
                 )
                 cutoff = int(time.time() // 3600) - HISTORY_HOURS
-                cur.execute("DELETE FROM usage_hours WHERE hour < %s", (cutoff,))
+                if cutoff != self._pruned_below:  # old hours leave once an hour, not per flush
+                    cur.execute("DELETE FROM usage_hours WHERE hour < %s", (cutoff,))
 
         try:
             self._pg.transaction(write)
+            self._pruned_below = int(time.time() // 3600) - HISTORY_HOURS
         except StoreUnavailable:
             self.stats.failed("flush_usage")
             self._usage.give_back(batch)
