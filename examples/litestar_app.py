@@ -7,11 +7,17 @@ from litestar import Litestar, Request, get
 from litestar.middleware import DefineMiddleware
 
 from nowramp_auth import Authenticator, KeyManager, MemoryKeyStore, Principal
-from nowramp_auth.litestar import ApiKeyMiddleware, scopes_guard
+from nowramp_auth.litestar import (
+    ApiKeyMiddleware,
+    document_auth,
+    scopes_guard,
+    widget_sessions_route,
+)
 
 store = MemoryKeyStore()  # PostgresKeyStore / RedisKeyStore in production
 manager = KeyManager(store)
 print("example key:", manager.create(scopes=["quotes:read"], name="example").secret)  # shown once
+PUBLIC = ["/health", "/schema*"]  # /schema: Litestar's OpenAPI document and its viewers
 
 
 @get("/health")
@@ -19,9 +25,11 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/quotes", guards=[scopes_guard("quotes:read")])
-async def quotes(request: Request[Principal, object, object]) -> dict[str, object]:
-    return {"quotes": [], "key_id": request.user.key_id}
+@get("/quotes/{quote_id:str}", guards=[scopes_guard("quotes:read")])
+async def get_quote(
+    quote_id: str, request: Request[Principal, object, object], currency: str = "USD"
+) -> dict[str, object]:
+    return {"quote_id": quote_id, "currency": currency, "key_id": request.user.key_id}
 
 
 @get("/orders", guards=[scopes_guard("orders:read")])
@@ -30,10 +38,9 @@ async def orders() -> dict[str, list[str]]:
 
 
 app = Litestar(
-    [health, quotes, orders],
+    [health, get_quote, orders, widget_sessions_route()],  # POST /widget/sessions
     middleware=[
-        DefineMiddleware(
-            ApiKeyMiddleware, authenticator=Authenticator(store), public_paths=["/health"]
-        )
+        DefineMiddleware(ApiKeyMiddleware, authenticator=Authenticator(store), public_paths=PUBLIC)
     ],
 )
+document_auth(app)  # OpenAPI: the X-API-Key scheme and 401/403/429/503 on protected operations

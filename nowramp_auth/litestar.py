@@ -18,25 +18,41 @@ middleware reads the scopes the handler's guards recorded (handler, controller, 
 app guards alike) and checks them with the key, before the one limiter call of a
 rate-limited key: a request refused for scopes gets the standard 403 JSON and spends no
 quota. ``request.user`` is the :class:`~nowramp_auth.Principal`, ``request.auth`` its
-read-only credentials.
+read-only credentials. Litestar answers a path with no route (404) before any middleware
+runs, so the widget-session endpoint needs a route of its own: add
+:func:`widget_sessions_route` to the app's handlers (the middleware answers its ``POST``).
+:func:`document_auth` puts the ``X-API-Key`` scheme and the
+401/403/429/503 refusals into the app's OpenAPI document.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from litestar import Litestar
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers import ASGIRouteHandler, asgi
 from litestar.handlers.base import BaseRouteHandler
+from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
 from ._context import check_scopes
 from ._guards import required_scopes
+from ._http import PublicPaths
 from ._models import Principal
+from ._openapi import document_refusals
 from ._route_scopes import EMPTY, Resolved, record_scopes, recorded_scopes
 from .starlette import ApiKeyMiddleware as _StarletteMiddleware
 
-__all__ = ["ApiKeyMiddleware", "litestar_route_scopes", "scopes_guard"]
+__all__ = [
+    "ApiKeyMiddleware",
+    "document_auth",
+    "litestar_route_scopes",
+    "scopes_guard",
+    "widget_sessions_route",
+]
 
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
 
@@ -83,3 +99,72 @@ def scopes_guard(*scopes: str) -> Guard:
 
     record_scopes(guard, required)
     return guard
+
+
+def document_auth(app: Litestar, *, public_paths: Iterable[str] | None = None) -> None:
+    """Make ``app``'s OpenAPI document say what the middleware does: every operation outside
+    the public paths declares the ``ApiKeyAuth`` scheme (``X-API-Key`` header) and answers
+    401, 403, 429 and 503 with an ``ErrorResponse`` body (``error.code`` an enum of the
+    codes, ``message``, ``solution``, optional ``required_scopes``), as
+    :func:`nowramp_auth.fastapi.document_auth` does for FastAPI. ``public_paths`` defaults to
+    the list given to the app's :class:`ApiKeyMiddleware`. Call it once the routes are
+    registered.
+
+    Example::
+
+        app = Litestar(handlers, middleware=[DefineMiddleware(ApiKeyMiddleware, ...)])
+        document_auth(app)
+
+    Raises:
+        ValueError: the app has no OpenAPI document (``openapi_config=None``).
+    """
+    from litestar._openapi.plugin import OpenAPIPlugin  # where Litestar 2 keeps the document
+
+    if app.openapi_config is None:
+        raise ValueError("the app has no OpenAPI document (openapi_config is None)")
+    if public_paths is None:
+        public_paths = _middleware_public_paths(app)
+    public = PublicPaths(public_paths)
+    # Litestar builds the JSON document once and serves that same dict from then on (every
+    # render plugin included): documenting it in place documents every view of it.
+    schema = app.plugins.get(OpenAPIPlugin).provide_openapi_schema()
+    document_refusals(schema, public.__contains__)
+
+
+def _middleware_public_paths(app: Litestar) -> list[str]:
+    for entry in app.middleware:
+        middleware = getattr(entry, "middleware", entry)
+        if isinstance(middleware, type) and issubclass(middleware, _StarletteMiddleware):
+            return list(getattr(entry, "kwargs", {}).get("public_paths", ()))
+    return []
+
+
+def widget_sessions_route(path: str = "/widget/sessions") -> ASGIRouteHandler:
+    """A route for the widget-session endpoint at ``path`` (the middleware's
+    ``widget_sessions_path``): Litestar only runs middleware for a path it can route, and the
+    middleware answers ``POST`` there itself. Other methods get 405.
+
+    Example::
+
+        app = Litestar([quotes, widget_sessions_route()], middleware=[...])
+    """
+
+    async def widget_sessions(scope: Scope, receive: Receive, send: Send) -> None:
+        # Reached only by a method other than POST (the middleware answers POST).
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": 405,
+            "headers": [(b"allow", b"POST"), (b"content-type", b"text/plain; charset=utf-8")],
+        }
+        body: HTTPResponseBodyEvent = {
+            "type": "http.response.body",
+            "body": b"Method Not Allowed",
+            "more_body": False,
+        }
+        await send(start)
+        await send(body)
+
+    options: dict[str, Any] = {}
+    if "copy_scope" in inspect.signature(asgi).parameters:  # Litestar 2.13 and later
+        options["copy_scope"] = False  # it reads nothing from the scope
+    return asgi(path, is_mount=False, name="nowramp_widget_sessions", **options)(widget_sessions)

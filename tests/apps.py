@@ -6,6 +6,9 @@ from typing import Any
 
 from flask import Flask, jsonify
 from flask import request as flask_request
+from litestar import Litestar, get
+from litestar.middleware import DefineMiddleware
+from quart import Quart
 from starlette.applications import Starlette
 from starlette.authentication import requires
 from starlette.endpoints import HTTPEndpoint
@@ -15,6 +18,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from nowramp_auth import Authenticator, current_principal
+from nowramp_auth import litestar as litestar_adapter
+from nowramp_auth import quart as quart_adapter
 from nowramp_auth import starlette as asgi_adapter
 from nowramp_auth import wsgi as wsgi_adapter
 
@@ -123,5 +128,43 @@ def flask_app(auth: Authenticator, **options: Any) -> Flask:
     options.setdefault("public_paths", ["/health", "/docs*"])
     app.wsgi_app = wsgi_adapter.ApiKeyMiddleware(  # type: ignore[method-assign]
         app.wsgi_app, authenticator=auth, **options
+    )
+    return app
+
+
+def litestar_app(auth: Authenticator, **options: Any) -> Litestar:
+    """A Litestar app serving what the fuzz suite calls: /quotes, /health and /docs/page."""
+
+    @get("/quotes", guards=[litestar_adapter.scopes_guard("quotes:read")])
+    async def quotes() -> dict[str, Any]:
+        return {"quotes": [], **_whoami_payload()}
+
+    @get(["/health", "/docs/page"])
+    async def health() -> str:
+        return "ok"
+
+    options.setdefault("public_paths", ["/health", "/docs*"])
+    middleware = DefineMiddleware(litestar_adapter.ApiKeyMiddleware, authenticator=auth, **options)
+    handlers = [quotes, health, litestar_adapter.widget_sessions_route()]
+    return Litestar(handlers, middleware=[middleware], openapi_config=None)
+
+
+def quart_app(auth: Authenticator, **options: Any) -> Quart:
+    """A Quart app serving what the fuzz suite calls: /quotes, /health and /docs/page."""
+    app = Quart(__name__)
+
+    @app.get("/quotes")
+    @quart_adapter.require_scopes("quotes:read")
+    async def quotes() -> Any:
+        return {"quotes": [], **_whoami_payload()}
+
+    @app.get("/health")
+    @app.get("/docs/page")
+    async def health() -> str:
+        return "ok"
+
+    options.setdefault("public_paths", ["/health", "/docs*"])
+    app.asgi_app = quart_adapter.ApiKeyMiddleware(  # type: ignore[method-assign]
+        app.asgi_app, authenticator=auth, **options
     )
     return app

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 from starlette.testclient import TestClient
 
 from nowramp_auth import Authenticator
-from tests.apps import flask_app, starlette_app
+from tests.apps import flask_app, litestar_app, quart_app, starlette_app
 
 
 @dataclass
@@ -33,9 +33,10 @@ class Answer:
 
 class AsgiCaller:
     name = "starlette"
+    build = staticmethod(starlette_app)
 
     def __init__(self, auth: Authenticator, **options: Any) -> None:
-        self.app = starlette_app(auth, **options)
+        self.app = self.build(auth, **options)
         self.clients: dict[str, TestClient] = {}
 
     def __call__(
@@ -100,4 +101,17 @@ class WsgiCaller:
         )
 
 
+class LitestarCaller(AsgiCaller):
+    name = "litestar"
+    build = staticmethod(litestar_app)
+
+
+class QuartCaller(AsgiCaller):
+    name = "quart"
+    build = staticmethod(quart_app)
+
+
 CALLERS = {"starlette": AsgiCaller, "wsgi": WsgiCaller}
+# The fuzz suite also runs through the Litestar and Quart adapters (their apps serve the
+# routes it calls: /quotes, the public /health and /docs*, the widget endpoint).
+FUZZ_CALLERS = {**CALLERS, "litestar": LitestarCaller, "quart": QuartCaller}

@@ -1,4 +1,5 @@
-"""Fuzzing both adapters with hypothesis: hostile headers, paths, methods and widget bodies.
+"""Fuzzing every adapter (Starlette, WSGI, Litestar, Quart) with hypothesis: hostile headers,
+paths, methods and widget bodies.
 
 Invariants: never a 500, never a success without a valid credential (public paths aside),
 every refusal is the standard error JSON, and no presented value is echoed back.
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from nowramp_auth._errors import CATALOGUE
 from nowramp_auth.testing import auth_kit
-from tests.harness import CALLERS
+from tests.harness import FUZZ_CALLERS
 
 EXAMPLES = int(os.environ.get("NOWRAMP_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
@@ -47,7 +48,7 @@ def caller(adapter: str):
     if adapter not in _kits:
         kit = auth_kit(trusted_proxies=["10.0.0.0/8"])
         key = kit.key("quotes:read", project_id="p1", allowed_ips=["198.51.100.0/24"])
-        _kits[adapter] = (CALLERS[adapter](kit.authenticator), key)
+        _kits[adapter] = (FUZZ_CALLERS[adapter](kit.authenticator), key)
     return _kits[adapter]
 
 
@@ -70,7 +71,7 @@ def check(
             assert value.encode("latin-1", "replace") not in answer.body
 
 
-@pytest.mark.parametrize("adapter", sorted(CALLERS))
+@pytest.mark.parametrize("adapter", sorted(FUZZ_CALLERS))
 @FUZZ
 @given(
     api_keys=st.lists(header_value, max_size=3),
@@ -90,7 +91,7 @@ def test_hostile_headers_never_succeed(adapter, api_keys, authorizations, forwar
     check(answer, api_keys + authorizations, "/" + path, method=method)
 
 
-@pytest.mark.parametrize("adapter", sorted(CALLERS))
+@pytest.mark.parametrize("adapter", sorted(FUZZ_CALLERS))
 @FUZZ
 @given(
     forwarded=st.lists(header_value, max_size=4),
@@ -125,7 +126,7 @@ widget_bodies = st.one_of(
 )
 
 
-@pytest.mark.parametrize("adapter", sorted(CALLERS))
+@pytest.mark.parametrize("adapter", sorted(FUZZ_CALLERS))
 @FUZZ
 @given(body=widget_bodies, with_key=st.booleans())
 def test_widget_bodies(adapter, body, with_key):
@@ -143,10 +144,11 @@ def test_widget_bodies(adapter, body, with_key):
             assert answer.status == 401
 
 
-@pytest.mark.parametrize("adapter", sorted(CALLERS))
+@pytest.mark.parametrize("adapter", sorted(FUZZ_CALLERS))
 @pytest.mark.parametrize("path", ["//.", "//example.com/quotes", "///quotes?x=1"])
 def test_paths_that_look_like_urls_are_refused_as_paths(adapter, path: str):
     call, _ = caller(adapter)
     answer = call("GET", path, [], client_ip="10.1.2.3")
     check(answer, [], path, method="GET")
-    assert answer.status == 401
+    # Litestar answers a path it cannot route (404, its own body) before any middleware runs.
+    assert answer.status == 401 or (adapter == "litestar" and answer.status == 404)

@@ -50,7 +50,8 @@ def litestar_app(kit: AuthKit) -> Litestar:
     middleware = DefineMiddleware(
         lit.ApiKeyMiddleware, authenticator=kit.authenticator, public_paths=["/health"]
     )
-    return Litestar([quotes, Orders, health, whoami], middleware=[middleware])
+    handlers = [quotes, Orders, health, whoami, lit.widget_sessions_route()]
+    return Litestar(handlers, middleware=[middleware])
 
 
 def quart_app(kit: AuthKit) -> Quart:
@@ -82,8 +83,10 @@ def calls(framework: str, kit: AuthKit):  # type: ignore[no-untyped-def]
         client = LitestarClient(litestar_app(kit))
         client.__enter__()
 
-        def get_(path: str, headers: dict[str, str]) -> httpx.Response:
-            return client.get(path, headers=headers)
+        def get_(
+            path: str, headers: dict[str, str], method: str = "GET", body: str | None = None
+        ) -> httpx.Response:
+            return client.request(method, path, headers=headers, content=body)
 
         return get_
     app = quart_app(kit)
@@ -91,11 +94,13 @@ def calls(framework: str, kit: AuthKit):  # type: ignore[no-untyped-def]
 
     loop = asyncio.new_event_loop()
 
-    def get_quart(path: str, headers: dict[str, str]) -> httpx.Response:
+    def get_quart(
+        path: str, headers: dict[str, str], method: str = "GET", body: str | None = None
+    ) -> httpx.Response:
         async def call() -> httpx.Response:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-                return await c.get(path, headers=headers)
+                return await c.request(method, path, headers=headers, content=body)
 
         return loop.run_until_complete(call())
 
@@ -125,6 +130,21 @@ def test_scope_refusals_are_standard_and_spend_no_quota(framework: str):
     missing = get_("/quotes", {})
     assert missing.status_code == 401 and missing.json()["error"]["code"] == "MISSING_API_KEY"
     assert get_("/health", {}).status_code == 200
+
+
+@pytest.mark.parametrize("framework", ["litestar", "quart"])
+def test_widget_sessions_are_served(framework: str):
+    kit = auth_kit()
+    key = kit.key("quotes:read", project_id="p1")
+    get_ = calls(framework, kit)
+    body = json.dumps({"project_id": "p1"})
+    created = get_("/widget/sessions", {"X-API-Key": key.secret}, method="POST", body=body)
+    assert created.status_code == 201, created.text
+    token = created.json()["session_token"]
+    answer = get_("/quotes", {"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200 and answer.json() == {"key": key.key.id}
+    other_method = get_("/widget/sessions", {"X-API-Key": key.secret})
+    assert other_method.status_code == (405 if framework == "litestar" else 404)  # no view
 
 
 def test_litestar_sees_the_principal_as_user_and_auth():
@@ -166,3 +186,37 @@ def test_under_a_real_uvicorn_server(app: str, tmp_path):
                 headers={"X-API-Key": "ramp_live_" + "A" * 54, "X-Forwarded-For": "1.2.3.4"},
             )
             assert spoofed.status_code == 401
+
+
+def test_litestar_openapi_documents_the_scheme_and_every_refusal():
+    kit = auth_kit()
+    app = litestar_app(kit)
+    lit.document_auth(app, public_paths=["/health", "/schema*"])
+    with LitestarClient(app) as client:  # the app's middleware guards /schema: send a key
+        schema = client.get("/schema/openapi.json", headers={"X-API-Key": kit.key().secret})
+        schema = schema.json()
+    assert schema["components"]["securitySchemes"]["ApiKeyAuth"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "A NowRamp API key: ramp_live_... or ramp_test_...",
+    }
+    codes = schema["components"]["schemas"]["ErrorResponse"]["properties"]["error"]
+    assert set(codes["properties"]["code"]["enum"]) == {code.value for code in ErrorCode}
+    for path in ("/quotes", "/orders", "/whoami"):
+        operation = schema["paths"][path]["get"]
+        assert {"ApiKeyAuth": []} in operation["security"], path
+        assert {"401", "403", "429", "503"} <= set(operation["responses"]), path
+        assert "RateLimit-Remaining" in operation["responses"]["429"]["headers"]
+    health = schema["paths"]["/health"]["get"]
+    assert "security" not in health and "401" not in health["responses"]
+
+
+def test_litestar_document_auth_reads_the_middlewares_public_paths():
+    kit = auth_kit()
+    app = litestar_app(kit)  # its middleware: public_paths=["/health"]
+    lit.document_auth(app)
+    with LitestarClient(app) as client:
+        paths = client.get("/schema/openapi.json", headers={"X-API-Key": kit.key().secret})
+    assert "401" not in paths.json()["paths"]["/health"]["get"]["responses"]
+    assert "401" in paths.json()["paths"]["/quotes"]["get"]["responses"]
