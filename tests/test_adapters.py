@@ -12,6 +12,8 @@ from nowramp_auth import RateLimit
 from nowramp_auth.testing import AuthKit, auth_kit
 from tests.harness import CALLERS, Answer
 
+pytestmark = pytest.mark.smoke  # also run against the installed wheel
+
 STANDARD_KEYS = {"code", "message", "solution"}
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.servers import ROOT
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.smoke]  # smoke: also run against the wheel
 
 
 @pytest.fixture

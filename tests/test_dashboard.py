@@ -21,6 +21,8 @@ from nowramp_auth.testing import AuthKit, auth_kit
 from tests import servers
 from tests.dashboard_login import login, login_token
 
+pytestmark = pytest.mark.smoke  # also run against the installed wheel
+
 PASSWORD = "correct horse battery staple"
 
 

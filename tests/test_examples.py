@@ -14,6 +14,8 @@ from starlette.testclient import TestClient
 from tests.redis_servers import free_port
 from tests.servers import ROOT, serve, wait_until_up
 
+pytestmark = pytest.mark.smoke  # also run against the installed wheel
+
 
 def test_fastapi_example():
     from examples import fastapi_app
@@ -105,6 +107,7 @@ print("metrics example ok")
 """
 STARLETTE_CLIENT = """
 from starlette.testclient import TestClient
+
 client = TestClient(example.app)
 def get(path, headers, text=False):
     response = client.get(path, headers=headers)

@@ -21,6 +21,8 @@ from nowramp_auth import quart as qrt
 from nowramp_auth.testing import AuthKit, auth_kit
 from tests.servers import serve
 
+pytestmark = pytest.mark.smoke  # also run against the installed wheel
+
 LIMIT = RateLimit(3, timedelta(hours=1))
 
 

@@ -28,7 +28,7 @@ from nowramp_auth.stores._pg_connections import LATEST_VERSION, SchemaMismatch, 
 from tests.tcp_proxy import TcpProxy
 from tests.waiting import revocations_survive_a_silent_drop, seconds_until_refused, until_accepted
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.smoke]  # smoke: also run against the wheel
 
 
 def via(proxy: TcpProxy, url: str) -> str:

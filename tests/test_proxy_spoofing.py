@@ -72,10 +72,16 @@ def test_the_demo_ignores_spoofed_forwarding_headers(demo: tuple[str, list[str]]
     assert claimed.status_code == 200, claimed.text
 
 
+def documented_text() -> str:
+    """The README and every documentation page."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    return "\n".join(page.read_text() for page in pages)
+
+
 def readme_server_commands() -> list[list[str]]:
-    """The commands the README tells users to serve an app with (in backticks)."""
-    readme = (ROOT / "README.md").read_text()
-    found = re.findall(r"`((?:uvicorn|gunicorn|flask) [^`]+)`", readme)
+    """The commands the README and the docs tell users to serve an app with (in backticks)."""
+    found = re.findall(r"`((?:uvicorn|gunicorn|flask) [^`]+)`", documented_text())
+    found = list(dict.fromkeys(found))
     commands = [shlex.split(command) for command in found if "examples." in command]
     assert commands, "the README names no server command"
     return commands
@@ -126,7 +132,9 @@ def test_gunicorn_takes_the_address_from_the_socket(redis_url: str, namespace: s
 
 def test_readme_explains_each_servers_proxy_setting():
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("Behind a proxy") :]
+    assert "Behind a proxy" in readme and "docs/security.md" in readme
+    security = (ROOT / "docs" / "security.md").read_text()
+    section = security[security.index("Behind a proxy") :]
     for needle in ("--no-proxy-headers", "forwarded_allow_ips", "ProxyFix", "trusted_proxies"):
         assert needle in section, needle
     assert Path(ROOT / "examples" / "fastapi_app.py").read_text().count("--no-proxy-headers")

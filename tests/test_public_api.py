@@ -7,6 +7,8 @@ from datetime import timedelta
 
 import pytest
 
+pytestmark = pytest.mark.smoke  # also run against the installed wheel
+
 
 def test_contract_names_import_from_the_package():
     import nowramp_auth

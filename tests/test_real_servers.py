@@ -13,7 +13,7 @@ import pytest
 from nowramp_auth import KeyManager, RedisKeyStore
 from tests.servers import SERVERS, demo, serve, server_command
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.smoke]  # smoke: also run against the wheel
 
 
 @pytest.fixture
