@@ -158,7 +158,10 @@ def test_a_guarded_async_endpoint_is_a_coroutine_function_to_starlette_and_fasta
     import inspect
     import sys
 
-    from fastapi.dependencies.models import _is_coroutine_callable
+    try:  # how FastAPI decides whether to await an endpoint, by version
+        from fastapi.dependencies.models import _is_coroutine_callable
+    except ImportError:  # older FastAPI: asyncio.iscoroutinefunction (asserted below)
+        _is_coroutine_callable = asyncio.iscoroutinefunction
     from starlette._utils import is_async_callable
     from starlette.responses import PlainTextResponse
 

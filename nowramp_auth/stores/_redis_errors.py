@@ -60,7 +60,9 @@ def unavailable(exc: BaseException) -> StoreUnavailable:
     if isinstance(exc, StoreUnavailable):
         return exc
     if not isinstance(exc, _EXPECTED):
-        _log.warning("Redis client raised %s; answering as unavailable", type(exc).__name__)
+        _log.warning(
+            "Redis client raised %s; answering as unavailable", type(exc).__name__, exc_info=exc
+        )
     if _out_of_memory(exc):
         # A script's first write is the one refused (Redis checks memory before each
         # write command), so the refused call changed nothing.
