@@ -27,7 +27,6 @@ runs, so the widget-session endpoint needs a route of its own: add
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -164,7 +163,6 @@ def widget_sessions_route(path: str = "/widget/sessions") -> ASGIRouteHandler:
         await send(start)
         await send(body)
 
-    options: dict[str, Any] = {}
-    if "copy_scope" in inspect.signature(asgi).parameters:  # Litestar 2.13 and later
-        options["copy_scope"] = False  # it reads nothing from the scope
-    return asgi(path, is_mount=False, name="nowramp_widget_sessions", **options)(widget_sessions)
+    # copy_scope=False: it reads nothing from the scope, so there is nothing to copy.
+    route = asgi(path, is_mount=False, copy_scope=False, name="nowramp_widget_sessions")
+    return route(widget_sessions)

@@ -142,7 +142,8 @@ def test_litestar_and_quart_examples_under_uvicorn(module: str):
     process = subprocess.Popen(
         [sys.executable, "-m", *[a.format(port=port) for a in args]],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        # Unbuffered: the test reads the key line the example prints before it serves.
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -4,6 +4,7 @@ uvicorn, once with a valid key and once without any."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -115,6 +116,8 @@ def example_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     process = subprocess.Popen(
         [*command, "--port", str(port), "--log-level", "warning"],
         cwd=ROOT,
+        # Unbuffered: the fixture reads the key line the example prints before it serves.
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
