@@ -13,12 +13,13 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
+from ._budgets import Limits
 from ._client_ip import IPAddress
 from ._clock import Clock, seconds_clock
 from ._errors import AuthError, ErrorCode
 from ._fast_path import Charger, LimitedKey, VerifiedKeys
 from ._key_flows import charged
-from ._models import Principal, RateLimit, RateLimitStatus
+from ._models import Principal, RateLimitStatus
 from ._outcomes import Outcomes
 from .stores._errors import StoreUnavailable
 from .stores._protocol import KeyStore
@@ -146,9 +147,9 @@ def verified_keys(
     return VerifiedKeys(current, seconds_clock(clock), cell, fold, charger or _charger_of(store))
 
 
-def _charger_of(store: KeyStore) -> Callable[[str, RateLimit], Charger]:
+def _charger_of(store: KeyStore) -> Callable[[str, Limits], Charger]:
     # A store without its own ``rate_charger``: each call goes through hit_rate_limit_async.
-    def charger(lineage: str, limit: RateLimit) -> Charger:
+    def charger(lineage: str, limit: Limits) -> Charger:
         def charge(now: float) -> Awaitable[RateLimitStatus]:
             hit = store.hit_rate_limit_async  # type: ignore[attr-defined]
             status: Awaitable[RateLimitStatus] = hit(

@@ -33,11 +33,15 @@ def parse_duration(text: str) -> timedelta:
 
 
 def parse_rate_limit(text: str) -> RateLimit:
-    """``"100/60s"`` or ``"1000/1h"`` → RateLimit; ``ValueError`` otherwise."""
-    requests, sep, window = text.partition("/")
-    if not sep or not requests.strip().isdigit():
-        raise ValueError(f"invalid rate limit {text!r}: use REQUESTS/WINDOW, e.g. 100/60s")
-    return RateLimit(int(requests), parse_duration(window))
+    """``"100/60s"``, ``"1000/1h"`` or, named, ``"daily=10000/1d"`` → RateLimit;
+    ``ValueError`` otherwise."""
+    name, named, limit = text.rpartition("=") if "=" in text else ("", "", text)
+    requests, sep, window = limit.partition("/")
+    if not sep or not requests.strip().isdigit() or (named and not name):
+        raise ValueError(
+            f"invalid rate limit {text[:60]!r}: use [NAME=]REQUESTS/WINDOW, e.g. 100/60s"
+        )
+    return RateLimit(int(requests), parse_duration(window), name if named else None)
 
 
 def format_duration(delta: timedelta) -> str:

@@ -47,8 +47,9 @@ from hashlib import blake2s
 from hmac import compare_digest
 from typing import NamedTuple
 
+from ._budgets import Limits, limits_to_charge
 from ._client_ip import NetworkSet, parse_ip
-from ._models import Principal, RateLimit, RateLimitStatus, StoredKey
+from ._models import Principal, RateLimitStatus, StoredKey
 from .stores._usage import FOLD_AT
 
 __all__ = ["DEFAULT_MAX_ENTRIES", "Charger", "LimitedKey", "VerifiedKeys", "cache_digest"]
@@ -79,7 +80,7 @@ class LimitedKey(NamedTuple):
 
     principal: Principal
     lineage: str
-    limit: RateLimit
+    limit: Limits  # one RateLimit, or the tuple of several
     usage: list[float]  # the store's usage cell of this key
     charge_async: Charger  # the store's async limiter call for this key, built once
 
@@ -131,7 +132,7 @@ class VerifiedKeys:
         now: Callable[[], float],
         usage_cell: Callable[[str], list[float]],
         fold_usage: Callable[[str, list[float]], None],
-        charger: Callable[[str, RateLimit], Charger],
+        charger: Callable[[str, Limits], Charger],
         max_entries: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
         self._charger = charger
@@ -210,9 +211,10 @@ class VerifiedKeys:
         )
         usage = self._cell(record.id)
         limited = None
-        if record.rate_limit is not None:
-            charge = self._charger(record.lineage, record.rate_limit)
-            limited = LimitedKey(principal, record.lineage, record.rate_limit, usage, charge)
+        limits = limits_to_charge(record)
+        if limits is not None:
+            charge = self._charger(record.lineage, limits)
+            limited = LimitedKey(principal, record.lineage, limits, usage, charge)
         entry: _Entry = (
             digest,  # cache_digest of the key (compared in constant time on a hit)
             stored,  # the record version the entry was made from (compared by identity)

@@ -13,13 +13,14 @@ from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from hmac import compare_digest
 
+from ._budgets import Limits, limits_to_charge
 from ._client_ip import IPAddress
 from ._decision import _DUMMY_DIGEST, decide_key, derived
 from ._errors import AuthError, ErrorCode
 from ._fast_path import VerifiedKeys
 from ._flow_driver import Flow
 from ._keys import ParsedKey, parse_key
-from ._models import Principal, RateLimit, RateLimitStatus, StoredKey, ceil_seconds, with_rate_limit
+from ._models import Principal, RateLimitStatus, StoredKey, ceil_seconds, with_rate_limit
 from ._outcomes import Outcomes
 from .stores._protocol import KeyStore
 
@@ -66,7 +67,7 @@ class KeyFlows:
                 self._verified.remember(
                     api_key.encode("latin-1"), stored, principal, derived(stored.record)[1]
                 )
-            limit = stored.record.rate_limit if stored is not None else None
+            limit = limits_to_charge(stored.record) if stored is not None else None
             if limit is not None and stored is not None:
                 principal = yield from limit_step(principal, stored.record.lineage, limit, now)
         except AuthError as error:
@@ -102,9 +103,7 @@ class KeyFlows:
         return error
 
 
-def limit_step(
-    principal: Principal, lineage: str, limit: RateLimit, now: datetime
-) -> Flow[Principal]:
+def limit_step(principal: Principal, lineage: str, limit: Limits, now: datetime) -> Flow[Principal]:
     """The limiter call that ends a flow of a rate-limited key."""
     status: RateLimitStatus = yield ("hit_rate_limit", (lineage, limit, now))
     return charged(principal, status)

@@ -12,11 +12,12 @@ import copy
 import dataclasses
 import hmac
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from ._audit import AuditEmitter, AuditSink
+from ._budgets import MAX_LIMITS
 from ._client_ip import parse_networks
 from ._clock import Clock, require_aware, utc_now
 from ._decision import _DUMMY_DIGEST
@@ -68,10 +69,23 @@ def _validate_metadata(metadata: object) -> dict[str, Any]:
     return result
 
 
-def _validate_rate_limit(rate_limit: object) -> RateLimit | None:
-    if rate_limit is not None and not isinstance(rate_limit, RateLimit):
-        raise TypeError("rate_limit must be a RateLimit or None")
-    return rate_limit
+def _validate_rate_limits(rate_limit: object) -> tuple[RateLimit, ...]:
+    # One RateLimit, several (a request must fit each), or None / [] for none.
+    if rate_limit is None:
+        return ()
+    if isinstance(rate_limit, RateLimit):
+        return (rate_limit,)
+    if isinstance(rate_limit, str | bytes) or not isinstance(rate_limit, Iterable):
+        raise TypeError("rate_limit must be a RateLimit, a list of them, or None")
+    limits = tuple(rate_limit)
+    if not all(isinstance(limit, RateLimit) for limit in limits):
+        raise TypeError("rate_limit must be a RateLimit, a list of them, or None")
+    if len(limits) > MAX_LIMITS:
+        raise ValueError(f"a key may have at most {MAX_LIMITS} rate limits, got {len(limits)}")
+    names = [limit.name for limit in limits if limit.name is not None]
+    if len(names) != len(set(names)):
+        raise ValueError(f"rate limit names must differ, got {names}")
+    return limits
 
 
 class KeyManager:
@@ -151,9 +165,11 @@ class KeyManager:
         allowed_ips: Iterable[str] = (),
         expires_at: datetime | None = None,
         metadata: Mapping[str, Any] | None = None,
-        rate_limit: RateLimit | None = None,
+        rate_limit: RateLimit | Sequence[RateLimit] | None = None,
     ) -> IssuedKey:
         """Create a key. Returns the :class:`IssuedKey`; its ``secret`` is never shown again.
+        ``rate_limit`` is one :class:`RateLimit` or a list of them (a request must fit each,
+        e.g. ``[RateLimit(20, timedelta(seconds=1)), RateLimit(10_000, timedelta(days=1))]``).
 
         Raises ``ValueError``/``TypeError`` for an unknown scope, a bad key type, CIDR, expiry
         (naive or not in the future), project id, name, metadata or rate limit.
@@ -180,7 +196,7 @@ class KeyManager:
             revoked_at=None,
             hint=make_hint(secret),
             metadata=_validate_metadata(metadata),
-            rate_limit=_validate_rate_limit(rate_limit),
+            rate_limits=_validate_rate_limits(rate_limit),
         )
         self.store.insert_key(StoredKey(record, self.store.digest(secret)))
         self._event("key.created", record)
@@ -262,7 +278,7 @@ class KeyManager:
         allowed_ips: Iterable[str] = _UNSET,
         name: str = _UNSET,
         metadata: Mapping[str, Any] = _UNSET,
-        rate_limit: RateLimit | None = _UNSET,
+        rate_limit: RateLimit | Sequence[RateLimit] | None = _UNSET,
         expires_at: datetime | None = _UNSET,
     ) -> KeyRecord:
         """Change the given fields of a key (others stay). ``KeyError`` for an unknown key;
@@ -280,7 +296,8 @@ class KeyManager:
         if metadata is not _UNSET:
             changes["metadata"] = _validate_metadata(metadata)
         if rate_limit is not _UNSET:
-            changes["rate_limit"] = _validate_rate_limit(rate_limit)
+            # A tuple of every limit (empty: none); stores set KeyRecord.rate_limits.
+            changes["rate_limit"] = _validate_rate_limits(rate_limit)
         if expires_at is not _UNSET:
             changes["expires_at"] = (
                 None if expires_at is None else require_aware(expires_at, "expires_at")

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from ._keys import KeyType
+from ._limits import RateLimit
 
 __all__ = [
     "AUDIT_EVENT_TYPES",
@@ -31,37 +32,6 @@ __all__ = [
 ]
 
 PrincipalKind = Literal["api_key", "session"]
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    """At most ``requests`` accepted requests in any interval of length ``window``.
-
-    Example: ``RateLimit(100, timedelta(seconds=60))``.
-    """
-
-    requests: int
-    window: timedelta
-
-    def __post_init__(self) -> None:
-        if isinstance(self.requests, bool) or not isinstance(self.requests, int):
-            raise TypeError("RateLimit.requests must be an int")
-        if self.requests < 1:
-            raise ValueError(f"RateLimit.requests must be at least 1, got {self.requests}")
-        if not isinstance(self.window, timedelta):
-            raise TypeError("RateLimit.window must be a timedelta")
-        if self.window < timedelta(milliseconds=1):
-            raise ValueError("RateLimit.window must be at least 1 millisecond")
-
-    @property
-    def window_ms(self) -> int:
-        """The window in whole milliseconds."""
-        return int(self.window / timedelta(milliseconds=1))
-
-    def __str__(self) -> str:
-        seconds = self.window.total_seconds()
-        text = f"{seconds:g}s" if seconds != int(seconds) else f"{int(seconds)}s"
-        return f"{self.requests}/{text}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +77,8 @@ class KeyRecord:
     revoked_at: datetime | None
     hint: str
     metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
-    rate_limit: RateLimit | None = None
+    rate_limits: tuple[RateLimit, ...] = ()
+    """Every rate limit of the key: a request must fit each one (empty: no limit)."""
     rotated_from: str | None = None
     rotated_to: str | None = None
     last_used_at: datetime | None = None
@@ -115,6 +86,12 @@ class KeyRecord:
     lineage_id: str | None = None
     """The id of the first key of this key's rotation lineage (``None``: this key is the
     first). A key and its successors share one rate-limit budget."""
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The key's rate limit when it has one; the first of :attr:`rate_limits` when it
+        has several (``None``: no limit)."""
+        return self.rate_limits[0] if self.rate_limits else None
 
     @property
     def lineage(self) -> str:
@@ -142,6 +119,7 @@ class KeyRecord:
             "allowed_ips": list(self.allowed_ips),
             "hint": self.hint,
             "metadata": dict(self.metadata),
+            # "rate_limit": the first limit, as before several were possible.
             "rate_limit": (
                 {
                     "requests": self.rate_limit.requests,
@@ -150,6 +128,7 @@ class KeyRecord:
                 if self.rate_limit
                 else None
             ),
+            "rate_limits": [_limit_dict(limit) for limit in self.rate_limits],
             "created_at": _iso(self.created_at),
             "expires_at": _iso(self.expires_at),
             "revoked_at": _iso(self.revoked_at),
@@ -159,6 +138,14 @@ class KeyRecord:
             "last_used_at": _iso(self.last_used_at),
             "request_count": self.request_count,
         }
+
+
+def _limit_dict(limit: RateLimit) -> dict[str, Any]:
+    return {
+        "requests": limit.requests,
+        "window_seconds": limit.window.total_seconds(),
+        "name": limit.name,
+    }
 
 
 def _iso(value: datetime | None) -> str | None:

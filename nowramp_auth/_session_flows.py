@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from datetime import timedelta
 
+from ._budgets import limits_to_charge
 from ._client_ip import IPAddress
 from ._credentials import read_credential
 from ._decision import decide_session, verify_session_digest
@@ -80,7 +81,7 @@ class SessionFlows:
             parent = yield ("get_key", (session.key_id,))
             now = self.outcomes.now()
             principal = decide_session(session, parent.record if parent else None, now, required)
-            limit = parent.record.rate_limit if parent is not None else None
+            limit = limits_to_charge(parent.record) if parent is not None else None
             if limit is not None and parent is not None:
                 principal = yield from limit_step(principal, parent.record.lineage, limit, now)
         except AuthError as error:

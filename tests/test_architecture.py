@@ -21,7 +21,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             f"nowramp_auth.{m}"
             for m in (
                 "_keys",
+                "_limits",
                 "_models",
+                "_budgets",
                 "_errors",
                 "_scopes",
                 "_client_ip",

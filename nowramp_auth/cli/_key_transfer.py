@@ -61,7 +61,10 @@ def _parse(line: str, number: int) -> tuple[StoredKey, tuple[int, datetime | Non
         if data.get("format") != FORMAT:
             raise ValueError("not an exported key")
         key = data["key"]
-        limit = key["rate_limit"]
+        # "rate_limits" (every limit) since 0.3; earlier exports have "rate_limit" only.
+        limits = key.get("rate_limits")
+        if limits is None:
+            limits = [key["rate_limit"]] if key["rate_limit"] else []
         record = KeyRecord(
             id=str(key["id"]),
             key_type="live" if key["key_type"] == "live" else "test",
@@ -74,10 +77,13 @@ def _parse(line: str, number: int) -> tuple[StoredKey, tuple[int, datetime | Non
             revoked_at=_time(key["revoked_at"]),
             hint=str(key["hint"]),
             metadata=dict(key["metadata"]),
-            rate_limit=(
-                RateLimit(int(limit["requests"]), timedelta(seconds=float(limit["window_seconds"])))
-                if limit
-                else None
+            rate_limits=tuple(
+                RateLimit(
+                    int(limit["requests"]),
+                    timedelta(seconds=float(limit["window_seconds"])),
+                    limit.get("name"),
+                )
+                for limit in limits
             ),
             rotated_from=key["rotated_from"],
             rotated_to=key["rotated_to"],

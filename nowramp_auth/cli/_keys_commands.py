@@ -73,7 +73,12 @@ def _add_key_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-ip", dest="allow_ips", action="append", metavar="CIDR")
     parser.add_argument("--expires-in", metavar="DURATION", help="e.g. 90d")
     parser.add_argument("--metadata", action="append", metavar="K=V")
-    parser.add_argument("--rate-limit", metavar="N/WINDOW", help="e.g. 100/60s")
+    parser.add_argument(
+        "--rate-limit",
+        metavar="[NAME=]N/WINDOW",
+        action="append",
+        help="e.g. 100/60s; repeat for several limits (burst=20/1s --rate-limit daily=10000/1d)",
+    )
 
 
 def _metadata(items: list[str] | None) -> dict[str, str] | None:
@@ -86,6 +91,10 @@ def _metadata(items: list[str] | None) -> dict[str, str] | None:
             raise UsageError(f"--metadata takes KEY=VALUE, got {item!r}")
         result[key] = value
     return result
+
+
+def _limits_text(record: KeyRecord) -> str:
+    return ", ".join(str(limit) for limit in record.rate_limits) or "-"
 
 
 def _key_rows(records: Sequence[KeyRecord]) -> str:
@@ -102,7 +111,7 @@ def _key_rows(records: Sequence[KeyRecord]) -> str:
             when(r.expires_at),
             when(r.last_used_at),
             str(r.request_count),
-            str(r.rate_limit or "-"),
+            _limits_text(r),
             r.status(now),
         ]
         for r in records
@@ -139,7 +148,7 @@ def _key_detail(record: KeyRecord) -> str:
         ("revoked", when(record.revoked_at)),
         ("rotated from", record.rotated_from or "-"),
         ("rotated to", record.rotated_to or "-"),
-        ("rate limit", str(record.rate_limit or "-")),
+        ("rate limit", _limits_text(record)),
         ("metadata", json.dumps(dict(record.metadata)) if record.metadata else "-"),
         ("last used", when(record.last_used_at)),
         ("requests", str(record.request_count)),
@@ -183,7 +192,7 @@ def _keys_action(args: argparse.Namespace, manager: KeyManager) -> int:
         return 0
     if action in ("create", "update"):
         expires = (utc_now() + parse_duration(args.expires_in)) if args.expires_in else _UNSET
-        rate_limit = parse_rate_limit(args.rate_limit) if args.rate_limit else _UNSET
+        rate_limit = [parse_rate_limit(text) for text in args.rate_limit or ()] or _UNSET
         metadata = _metadata(args.metadata)
     if action == "create":
         issued = manager.create(

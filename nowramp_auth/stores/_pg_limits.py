@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from .._budgets import Limits, counter_ids
 from .._models import RateLimit, RateLimitStatus
 from ._errors import StoreUnavailable
 from ._pg_connections import PgConnections
@@ -28,13 +29,15 @@ class PgLimits:
     _pg: PgConnections
 
     @counts_failures("hit_rate_limit")
-    def hit_rate_limit(self, lineage: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
+    def hit_rate_limit(self, lineage: str, limit: Limits, now: datetime) -> RateLimitStatus:
         """One atomic step of the lineage's budget: in ``rate_limiter`` when given, else one
         statement on the database's clock (never retried: an unknown outcome fails closed)."""
         if self.limiter is not None:
             status: RateLimitStatus = self.limiter.hit_rate_limit(lineage, limit, now)
             return status
         self.stats.sent("hit_rate_limit")
+        if not isinstance(limit, RateLimit):
+            return self._hit_several(lineage, limit)
         sub = 0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS
         row = self._pg.write(
             lambda c: c.execute(
@@ -53,8 +56,33 @@ class PgLimits:
             int(retry_ms) / 1000,
         )
 
+    def _hit_several(self, lineage: str, limits: tuple[RateLimit, ...]) -> RateLimitStatus:
+        # hit_rate_limits in the schema: every counter checked, then spent on all or none.
+        subs = [0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS for limit in limits]
+        row = self._pg.write(
+            lambda c: c.execute(
+                "SELECT * FROM hit_rate_limits(%s, %s, %s, %s)",
+                (
+                    counter_ids(lineage, len(limits)),
+                    [limit.requests for limit in limits],
+                    [limit.window_ms for limit in limits],
+                    subs,
+                ),
+            ).fetchone()
+        )
+        if row is None:  # pragma: no cover - the function always answers one row
+            raise StoreUnavailable("PostgreSQL gave no rate-limit answer")
+        allowed, remaining, retry_ms, reset_ms, which = row
+        return RateLimitStatus(
+            limits[which].requests,
+            int(remaining),
+            int(reset_ms) / 1000,
+            bool(allowed),
+            int(retry_ms) / 1000,
+        )
+
     def hit_rate_limit_async(
-        self, lineage: str, limit: RateLimit, now: datetime
+        self, lineage: str, limit: Limits, now: datetime
     ) -> Awaitable[RateLimitStatus]:
         """Async twin of :meth:`hit_rate_limit`."""
         if self.limiter is not None:
@@ -65,7 +93,7 @@ class PgLimits:
         return self._pg.run_async(lambda: self.hit_rate_limit(lineage, limit, now))
 
     def rate_charger(
-        self, lineage: str, limit: RateLimit
+        self, lineage: str, limit: Limits
     ) -> Callable[[float], Awaitable[RateLimitStatus]]:
         """The lineage's async limiter call, built once per record version (the Redis
         limiter's own, batched, when one is given)."""

@@ -15,6 +15,7 @@ __all__ = [
     "SESSION_COLUMNS",
     "key_from_row",
     "key_row",
+    "limit_columns",
     "session_from_row",
     "session_row",
 ]
@@ -22,7 +23,7 @@ __all__ = [
 KEY_COLUMNS = (
     "id, lineage, key_type, digest, hint, name, project_id, scopes, allowed_ips, metadata, "
     "rl_requests, rl_window_ms, created_at, expires_at, revoked_at, rotated_from, rotated_to, "
-    "lineage_id"
+    "lineage_id, rate_limits"
 )
 SESSION_COLUMNS = (
     "id, key_id, project_id, customer_id, scopes, created_at, expires_at, revoked_at, digest"
@@ -32,7 +33,7 @@ SESSION_COLUMNS = (
 def key_row(stored: StoredKey) -> tuple[Any, ...]:
     """The values of :data:`KEY_COLUMNS` for a stored key."""
     r = stored.record
-    limit = r.rate_limit
+    single, several = limit_columns(r.rate_limits)
     return (
         r.id,
         r.lineage,
@@ -44,15 +45,26 @@ def key_row(stored: StoredKey) -> tuple[Any, ...]:
         sorted(r.scopes),
         list(r.allowed_ips),
         Jsonb(dict(r.metadata)),
-        limit.requests if limit else None,
-        limit.window_ms if limit else None,
+        single.requests if single else None,
+        single.window_ms if single else None,
         r.created_at,
         r.expires_at,
         r.revoked_at,
         r.rotated_from,
         r.rotated_to,
         r.lineage_id,
+        several,
     )
+
+
+def limit_columns(limits: tuple[RateLimit, ...]) -> tuple[RateLimit | None, Jsonb | None]:
+    """One unnamed limit goes to ``rl_requests``/``rl_window_ms`` (as every earlier version
+    wrote it); several, or a named one, to ``rate_limits`` as ``[[requests, ms, name], ...]``."""
+    if len(limits) == 1 and limits[0].name is None:
+        return limits[0], None
+    if not limits:
+        return None, None
+    return None, Jsonb([[limit.requests, limit.window_ms, limit.name] for limit in limits])
 
 
 def key_from_row(row: tuple[Any, ...] | None) -> StoredKey | None:
@@ -61,11 +73,15 @@ def key_from_row(row: tuple[Any, ...] | None) -> StoredKey | None:
         return None
     (key_id, _, key_type, digest, hint, name, project_id, scopes, ips, metadata) = row[:10]
     rl_requests, rl_window_ms, created, expires, revoked, rotated_from, rotated_to = row[10:17]
-    limit = (
-        RateLimit(int(rl_requests), timedelta(milliseconds=int(rl_window_ms)))
-        if rl_requests is not None
-        else None
-    )
+    limits: tuple[RateLimit, ...] = ()
+    if row[18] is not None:
+        several = row[18] if isinstance(row[18], list) else json.loads(row[18])
+        limits = tuple(
+            RateLimit(int(requests), timedelta(milliseconds=int(ms)), name)
+            for requests, ms, name in several
+        )
+    elif rl_requests is not None:
+        limits = (RateLimit(int(rl_requests), timedelta(milliseconds=int(rl_window_ms))),)
     record = KeyRecord(
         id=key_id,
         key_type="live" if key_type == "live" else "test",
@@ -78,7 +94,7 @@ def key_from_row(row: tuple[Any, ...] | None) -> StoredKey | None:
         revoked_at=revoked,
         hint=hint,
         metadata=metadata if isinstance(metadata, dict) else json.loads(metadata or "{}"),
-        rate_limit=limit,
+        rate_limits=limits,
         rotated_from=rotated_from,
         rotated_to=rotated_to,
         lineage_id=row[17],

@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
+from .._budgets import Limits
+from .._models import KeyRecord, RateLimitStatus, SessionRecord, StoredKey
 
 __all__ = [
     "NOT_CACHED",
@@ -110,9 +111,12 @@ class KeyStore(Protocol):
     def revoke_session(self, session_id: str, at: datetime) -> SessionRecord | None:
         """Mark a session revoked; ``None`` when unknown."""
 
-    def hit_rate_limit(self, lineage: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
+    def hit_rate_limit(self, lineage: str, limit: Limits, now: datetime) -> RateLimitStatus:
         """Count one request against ``limit`` if it fits; say whether it did. ``lineage``
-        (``KeyRecord.lineage``) names the budget a key shares with its rotated successors."""
+        (``KeyRecord.lineage``) names the budget a key shares with its rotated successors.
+        ``limit`` may be a tuple of several limits: the request is counted in all of them
+        or, when any one is used up, in none (one atomic step), and the status is
+        :func:`~nowramp_auth._budgets.closest` of theirs."""
 
     def record_usage(self, key_id: str, at: datetime) -> None:
         """Note one authenticated request. Must not block on I/O (write behind)."""
@@ -135,7 +139,7 @@ class AsyncRequestStore(Protocol):
         """Async twin of :meth:`KeyStore.insert_session`."""
 
     def hit_rate_limit_async(
-        self, lineage: str, limit: RateLimit, now: datetime
+        self, lineage: str, limit: Limits, now: datetime
     ) -> Awaitable[RateLimitStatus]:
         """Async twin of :meth:`KeyStore.hit_rate_limit` (a coroutine function, or a method
         returning a future).

@@ -100,15 +100,37 @@ def encode_key(stored: StoredKey) -> dict[str, str]:
         "to": r.rotated_to,
         "lineage": r.lineage_id,
         "digest": stored.digest,
-        **_encode_rate_limit(r.rate_limit),
+        **_encode_rate_limit(r.rate_limits),
     }
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def _encode_rate_limit(limit: RateLimit | None) -> dict[str, str | None]:
-    if limit is None:
-        return {"rl_requests": None, "rl_window_ms": None}
-    return {"rl_requests": str(limit.requests), "rl_window_ms": str(limit.window_ms)}
+def _encode_rate_limit(limits: tuple[RateLimit, ...]) -> dict[str, str | None]:
+    # One unnamed limit keeps the fields every earlier version wrote; several (or a named
+    # one) are one JSON field, [[requests, window ms, name], ...].
+    if len(limits) == 1 and limits[0].name is None:
+        limit = limits[0]
+        return {
+            "rl_requests": str(limit.requests),
+            "rl_window_ms": str(limit.window_ms),
+            "rls": None,
+        }
+    if not limits:
+        return {"rl_requests": None, "rl_window_ms": None, "rls": None}
+    encoded = json.dumps([[limit.requests, limit.window_ms, limit.name] for limit in limits])
+    return {"rl_requests": None, "rl_window_ms": None, "rls": encoded}
+
+
+def _decode_rate_limits(fields: dict[str, str]) -> tuple[RateLimit, ...]:
+    if "rls" in fields:
+        return tuple(
+            RateLimit(int(requests), timedelta(milliseconds=int(window_ms)), name)
+            for requests, window_ms, name in json.loads(fields["rls"])
+        )
+    if "rl_requests" in fields:
+        window = timedelta(milliseconds=int(fields["rl_window_ms"]))
+        return (RateLimit(int(fields["rl_requests"]), window),)
+    return ()
 
 
 def encode_changes(changes: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
@@ -142,11 +164,6 @@ def decode_key(fields: dict[str, str]) -> StoredKey | None:
     """A stored key from its hash fields; ``None`` for an empty (missing) hash."""
     if not fields or "id" not in fields:
         return None
-    rate_limit = None
-    if "rl_requests" in fields:
-        rate_limit = RateLimit(
-            int(fields["rl_requests"]), timedelta(milliseconds=int(fields["rl_window_ms"]))
-        )
     key_type = fields["type"]
     record = KeyRecord(
         id=fields["id"],
@@ -160,7 +177,7 @@ def decode_key(fields: dict[str, str]) -> StoredKey | None:
         revoked_at=from_us(fields["revoked"]) if "revoked" in fields else None,
         hint=fields.get("hint", ""),
         metadata=json.loads(fields.get("meta") or "{}"),
-        rate_limit=rate_limit,
+        rate_limits=_decode_rate_limits(fields),
         rotated_from=fields.get("from"),
         rotated_to=fields.get("to"),
         lineage_id=fields.get("lineage"),

@@ -7,12 +7,15 @@ Return values: a status string, or the record's fields as a flat list.
 
 from __future__ import annotations
 
+from ._redis_limits_script import RATE_LIMITS
+
 __all__ = [
     "ATTEMPT",
     "FLUSH_USAGE",
     "INSERT",
     "INSERT_SESSION",
     "RATE_LIMIT",
+    "RATE_LIMITS",
     "REVOKE",
     "ROTATE",
     "UPDATE",

@@ -40,8 +40,11 @@ class SlidingLog:
     def __init__(self) -> None:
         self.times: deque[int] = deque()
 
-    def hit(self, now_ms: int, requests: int, window_ms: int) -> RateLimitStatus:
-        """Accept one request at ``now_ms`` if fewer than ``requests`` fall in the window."""
+    def hit(
+        self, now_ms: int, requests: int, window_ms: int, spend: bool = True
+    ) -> RateLimitStatus:
+        """Accept one request at ``now_ms`` if fewer than ``requests`` fall in the window
+        (``spend=False``: only say whether it would be)."""
         times = self.times
         while times and times[0] <= now_ms - window_ms:
             times.popleft()
@@ -56,10 +59,11 @@ class SlidingLog:
                 allowed=False,
                 retry_after_seconds=retry_ms / 1000,
             )
-        times.append(now_ms)
+        if spend:
+            times.append(now_ms)
         return RateLimitStatus(
             limit=requests,
-            remaining=requests - len(times),
+            remaining=requests - count - 1,
             reset_seconds=window_ms / 1000,
         )
 
@@ -80,9 +84,9 @@ class SubWindowCounts:
             new = ((index + 1) * old_width - 1) // width
             self.counts[new] = self.counts.get(new, 0) + count
 
-    def hit(self, now_ms: int, requests: int) -> RateLimitStatus:
+    def hit(self, now_ms: int, requests: int, spend: bool = True) -> RateLimitStatus:
         """Accept one request if the sub-windows the window touches hold fewer than
-        ``requests``."""
+        ``requests`` (``spend=False``: only say whether it would be)."""
         width, counts = self.width, self.counts
         current = now_ms // width
         first = current - SUB_WINDOWS
@@ -98,7 +102,8 @@ class SubWindowCounts:
                 allowed=False,
                 retry_after_seconds=((oldest + SUB_WINDOWS + 1) * width - now_ms) / 1000,
             )
-        counts[current] = counts.get(current, 0) + 1
+        if spend:
+            counts[current] = counts.get(current, 0) + 1
         return RateLimitStatus(
             limit=requests,
             remaining=requests - total - 1,
@@ -114,13 +119,17 @@ class RateBudget:
     def __init__(self) -> None:
         self.state: SlidingLog | SubWindowCounts = SlidingLog()
 
-    def hit(self, now_ms: int, requests: int, window_ms: int) -> RateLimitStatus:
-        """Accept one request at ``now_ms`` under ``requests`` per ``window_ms``, or not."""
+    def hit(
+        self, now_ms: int, requests: int, window_ms: int, spend: bool = True
+    ) -> RateLimitStatus:
+        """Accept one request at ``now_ms`` under ``requests`` per ``window_ms``, or not
+        (``spend=False``: only say whether it would be; the structure may still be
+        converted to the one the limit calls for, which keeps every count)."""
         state = self.state
         if requests <= EXACT_LIMIT:
             if isinstance(state, SubWindowCounts):
                 state = self.state = _to_log(state, requests)
-            return state.hit(now_ms, requests, window_ms)
+            return state.hit(now_ms, requests, window_ms, spend)
         width = math.ceil(window_ms / SUB_WINDOWS)
         if isinstance(state, SlidingLog):
             counts = SubWindowCounts(width)
@@ -130,7 +139,7 @@ class RateBudget:
             state = self.state = counts
         elif state.width != width:
             state.rebucket(width)
-        return state.hit(now_ms, requests)
+        return state.hit(now_ms, requests, spend)
 
 
 def _to_log(counts: SubWindowCounts, requests: int) -> SlidingLog:

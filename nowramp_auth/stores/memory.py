@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from .._budgets import Limits, closest, counter_ids
 from .._keys import make_hasher
 from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
 from ._protocol import UPDATABLE_FIELDS, Usage, grace_cap_refused, rotation_refused
@@ -95,7 +96,10 @@ class MemoryKeyStore:
                 new_expiry = changes["expires_at"]
                 if new_expiry is None or new_expiry > old.expires_at:
                     raise grace_cap_refused(key_id, old.expires_at)
-            record = dataclasses.replace(old, **changes)
+            fields = dict(changes)
+            if "rate_limit" in fields:  # the change set names every limit, as a tuple
+                fields["rate_limits"] = fields.pop("rate_limit")
+            record = dataclasses.replace(old, **fields)
             self._keys[key_id] = dataclasses.replace(stored, record=record)
             return record  # a new rate limit applies to the lineage's existing budget
 
@@ -187,18 +191,30 @@ class MemoryKeyStore:
             return session
 
     # -- rate limits and usage ---------------------------------------------------------------
-    def hit_rate_limit(self, lineage: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
+    def hit_rate_limit(self, lineage: str, limit: Limits, now: datetime) -> RateLimitStatus:
         """One step of the lineage's budget (exact sliding log, or sub-window counts above
-        1,000 requests per window), per process."""
+        1,000 requests per window), per process; with several limits, all or none."""
         now_ms = int(now.timestamp() * 1000)
         with self._lock:
-            budget = self._limits.get(lineage)
-            if budget is None:
-                budget = self._limits[lineage] = RateBudget()
-            return budget.hit(now_ms, limit.requests, limit.window_ms)
+            if isinstance(limit, RateLimit):
+                return self._budget(lineage).hit(now_ms, limit.requests, limit.window_ms)
+            # Several limits: every counter has room, then one request goes into each; or
+            # none does (a refusal by one spends nothing of the others).
+            budgets = [self._budget(c) for c in counter_ids(lineage, len(limit))]
+            pairs = list(zip(budgets, limit, strict=True))
+            checks = [b.hit(now_ms, lim.requests, lim.window_ms, False) for b, lim in pairs]
+            if all(check.allowed for check in checks):
+                checks = [b.hit(now_ms, lim.requests, lim.window_ms) for b, lim in pairs]
+            return closest(checks)
+
+    def _budget(self, counter: str) -> RateBudget:
+        budget = self._limits.get(counter)
+        if budget is None:
+            budget = self._limits[counter] = RateBudget()
+        return budget
 
     async def hit_rate_limit_async(
-        self, lineage: str, limit: RateLimit, now: datetime
+        self, lineage: str, limit: Limits, now: datetime
     ) -> RateLimitStatus:
         """Async twin of :meth:`hit_rate_limit`."""
         return self.hit_rate_limit(lineage, limit, now)

@@ -40,6 +40,7 @@ from ._pg_records import (
     KEY_COLUMNS,
     key_from_row,
     key_row,
+    limit_columns,
 )
 from ._pg_sessions import PgSessions
 from ._pg_state import PgState
@@ -178,7 +179,7 @@ class PostgresKeyStore(CachedReads, PgSessions, PgLimits, PgState):
     @counts_failures("insert_key")
     def insert_key(self, stored: StoredKey) -> None:
         """Add a new key; ``ValueError`` when the id exists."""
-        query = f"INSERT INTO keys ({KEY_COLUMNS}) VALUES ({_marks(18)})"
+        query = f"INSERT INTO keys ({KEY_COLUMNS}) VALUES ({_marks(19)})"
 
         def insert(conn: psycopg.Connection[Any]) -> None:
             conn.execute(query, key_row(stored))
@@ -287,11 +288,11 @@ class PostgresKeyStore(CachedReads, PgSessions, PgLimits, PgState):
                 revoked_at=None,
                 hint=new_hint,
                 metadata=r.metadata,
-                rate_limit=r.rate_limit,
+                rate_limits=r.rate_limits,
                 rotated_from=old_id,
                 lineage_id=r.lineage,
             )
-            query = f"INSERT INTO keys ({KEY_COLUMNS}) VALUES ({_marks(18)})"
+            query = f"INSERT INTO keys ({KEY_COLUMNS}) VALUES ({_marks(19)})"
             conn.execute(query, key_row(StoredKey(new, new_digest)))
             expires = grace_end if r.expires_at is None else min(r.expires_at, grace_end)
             row = conn.execute(
@@ -346,9 +347,11 @@ def _assignments(changes: Mapping[str, Any]) -> tuple[str, list[Any]]:
     parts: list[str] = []
     values: list[Any] = []
     for name, value in changes.items():
-        if name == "rate_limit":
-            parts += ["rl_requests = %s", "rl_window_ms = %s"]
-            values += [value.requests, value.window_ms] if value is not None else [None, None]
+        if name == "rate_limit":  # a tuple of every limit
+            single, several = limit_columns(value)
+            parts += ["rl_requests = %s", "rl_window_ms = %s", "rate_limits = %s"]
+            values += [single.requests, single.window_ms] if single else [None, None]
+            values.append(several)
             continue
         parts.append(f"{_UPDATE_COLUMNS[name]} = %s")
         if name in ("scopes", "allowed_ips"):

@@ -30,8 +30,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
 
+from .._budgets import Limits
 from .._keys import make_hasher
-from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
+from .._models import KeyRecord, RateLimitStatus, SessionRecord, StoredKey
 from ._cache_sync import CachedReads, CacheSync, close_at_exit_and_reset_after_fork
 from ._protocol import UPDATABLE_FIELDS, grace_cap_refused, rotation_refused
 from ._redis_cache import LocalCache
@@ -182,18 +183,18 @@ class RedisKeyStore(CachedReads, RedisSessions, RedisUsage, RedisDashboardState)
         return await pipeline.call(keys, args)
 
     # -- rate limits (RedisRateLimiter, on this store's connections) --------------------------
-    def hit_rate_limit(self, lineage: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
+    def hit_rate_limit(self, lineage: str, limit: Limits, now: datetime) -> RateLimitStatus:
         """One atomic step of the lineage's budget (see :class:`RedisRateLimiter`)."""
         return self.limiter.hit_rate_limit(lineage, limit, now)
 
     def hit_rate_limit_async(
-        self, lineage: str, limit: RateLimit, now: datetime
+        self, lineage: str, limit: Limits, now: datetime
     ) -> Awaitable[RateLimitStatus]:
         """Async twin of :meth:`hit_rate_limit` (the future of the status)."""
         return self.limiter.hit_rate_limit_async(lineage, limit, now)
 
     def rate_charger(
-        self, lineage: str, limit: RateLimit
+        self, lineage: str, limit: Limits
     ) -> Callable[[float], Awaitable[RateLimitStatus]]:
         """The lineage's async limiter call, built once per record version."""
         return self.limiter.rate_charger(lineage, limit)

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from .._budgets import Limits, counter_ids
 from .._models import RateLimit, RateLimitStatus, accepted_status
 from ._redis_clients import DEFAULT_MAX_CONNECTIONS, DEFAULT_QUEUE_TIMEOUT, RedisClients
 from ._redis_codec import KeyNames
@@ -30,8 +31,8 @@ from ._stats import StoreStats, counts_failures
 
 __all__ = ["RedisRateLimiter"]
 
-_RateCall = tuple[list[str], tuple[int, int, int], str]
-"""A rate-limit script call's keys, its limit's arguments and its merge group."""
+_RateCall = tuple[list[str], tuple[int, ...], str]
+"""A rate-limit script call's keys, its limits' arguments and its merge group."""
 
 
 class RedisRateLimiter:
@@ -92,8 +93,9 @@ class RedisRateLimiter:
         self.names = names
         self.stats = stats
         """Script calls sent and failures, for the metrics of the store that uses it."""
-        self._calls: dict[str, tuple[RateLimit, _RateCall]] = {}
+        self._calls: dict[str, tuple[Limits, _RateCall]] = {}
         self._merging = Merging(self._argv, _statuses)
+        self._merging_several = Merging(self._argv_several, _statuses_several)
         self.after_fork()
 
     def after_fork(self) -> None:
@@ -104,7 +106,7 @@ class RedisRateLimiter:
     def __repr__(self) -> str:
         return f"RedisRateLimiter(namespace={self.names.ns!r}, cluster={self._clients.cluster})"
 
-    def _call(self, lineage: str, limit: RateLimit) -> _RateCall:
+    def _call(self, lineage: str, limit: Limits) -> _RateCall:
         # Key names, the limit's arguments and the merge group, built once per (lineage,
         # limit): this runs per request, so the lookup is by the lineage (a str: its hash is
         # cached) and the limit is compared by identity (a record version's limit is one
@@ -112,6 +114,10 @@ class RedisRateLimiter:
         entry = self._calls.get(lineage)
         if entry is not None and (entry[0] is limit or entry[0] == limit):
             return entry[1]
+        if not isinstance(limit, RateLimit):
+            call = self._call_several(lineage, limit)
+            self._calls[lineage] = (limit, call)
+            return call
         keys = [self.names.rate_log(lineage), self.names.rate_counts(lineage)]
         sub_windows = 0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS
         # Calls merge only with calls of the same lineage under the same limit.
@@ -121,6 +127,21 @@ class RedisRateLimiter:
             self._calls.clear()
         self._calls[lineage] = (limit, call)
         return call
+
+    def _call_several(self, lineage: str, limits: tuple[RateLimit, ...]) -> _RateCall:
+        # RATE_LIMITS: every limit's counter under the lineage's hash tag (one slot).
+        keys: list[str] = []
+        args: list[int] = [len(limits)]
+        for counter, limit in zip(counter_ids(lineage, len(limits)), limits, strict=True):
+            keys += [self.names.rate_log(counter), self.names.rate_counts(counter)]
+            sub_windows = 0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS
+            args += [limit.requests, limit.window_ms, sub_windows]
+        group = lineage + "".join(f"\x00{a}" for a in args)
+        return keys, tuple(args), group
+
+    def _argv_several(self, args: Sequence[Any], requests: int) -> list[Any]:
+        member = f"{self._member_prefix}{next(self._members)}"
+        return [*args, member, requests]
 
     def _argv(self, limit: Sequence[Any], requests: int) -> list[Any]:
         # RATE_LIMIT's ARGV for one call charging `requests` requests; the member prefix is
@@ -137,31 +158,49 @@ class RedisRateLimiter:
             )
         return pipeline
 
+    def _pipeline_several(self) -> ScriptPipeline:
+        # Keys with several limits: their own script, pipelined and merged the same way.
+        return loop_pipeline(
+            self._clients, "RATE_LIMITS", self.stats, "hit_rate_limit", self._merging_several
+        )
+
     @counts_failures("hit_rate_limit")
-    def hit_rate_limit(self, lineage: str, limit: RateLimit, now: datetime) -> RateLimitStatus:
-        """One atomic step of the lineage's budget on Redis' clock (``now`` is not used)."""
+    def hit_rate_limit(self, lineage: str, limit: Limits, now: datetime) -> RateLimitStatus:
+        """One atomic step of the lineage's budget on Redis' clock (``now`` is not used);
+        with several limits, all of them or none."""
         keys, args, _ = self._call(lineage, limit)
         self.stats.sent("hit_rate_limit")
+        if not isinstance(limit, RateLimit):
+            reply = run_script(self._clients, "RATE_LIMITS", keys, self._argv_several(args, 1))
+            return _statuses_several(reply, 1, args)[0]
         reply = run_script(self._clients, "RATE_LIMIT", keys, self._argv(args, 1))
         return _statuses(reply, 1, args)[0]
 
     def hit_rate_limit_async(
-        self, lineage: str, limit: RateLimit, now: datetime
+        self, lineage: str, limit: Limits, now: datetime
     ) -> Awaitable[RateLimitStatus]:
         """Async twin of :meth:`hit_rate_limit`: the future of the status. The calls of one
         lineage sent in one flush of the event loop's pipeline are charged in one script
         call, and calls of different lineages share the pipeline (see ``_redis_pipeline``).
         A plain method returning the future: no coroutine of its own per request."""
         keys, args, group = self._call(lineage, limit)
+        if not isinstance(limit, RateLimit):
+            return self._pipeline_several().submit(keys, args, group)
         return self._pipeline().submit(keys, args, group)
 
     def rate_charger(
-        self, lineage: str, limit: RateLimit
+        self, lineage: str, limit: Limits
     ) -> Callable[[float], Awaitable[RateLimitStatus]]:
         """The lineage's async limiter call under ``limit``, built once per record version (the
         authenticator keeps it with the verified key): per request, only the pipeline's
         ``submit``. ``now`` is not used (Redis' clock is)."""
         keys, args, group = self._call(lineage, limit)
+        if not isinstance(limit, RateLimit):
+
+            def charge_several(now: float) -> Awaitable[RateLimitStatus]:
+                return self._pipeline_several().submit(keys, args, group)
+
+            return charge_several
 
         def charge(now: float) -> Awaitable[RateLimitStatus]:
             return self._pipeline().submit(keys, args, group)
@@ -187,5 +226,19 @@ def _statuses(reply: list[Any], charged: int, args: Sequence[Any]) -> list[RateL
     statuses = [accepted_status(requests, last - index, reset) for index in range(accepted)]
     if accepted < charged:
         refused = RateLimitStatus(requests, 0, reset_ms / 1000, False, retry_ms / 1000)
+        statuses += [refused] * (charged - accepted)
+    return statuses
+
+
+def _statuses_several(reply: list[Any], charged: int, args: Sequence[Any]) -> list[RateLimitStatus]:
+    # RATE_LIMITS' reply for `charged` requests of one key with several limits: the
+    # accepted ones carry the state of the limit closest to refusing, the refused ones that
+    # of the refusing limit that frees last.
+    accepted, remaining, limit, retry_ms, reset_ms, window_ms = (int(x) for x in reply)
+    reset = window_ms / 1000
+    last = remaining + accepted - 1
+    statuses = [accepted_status(limit, last - index, reset) for index in range(accepted)]
+    if accepted < charged:
+        refused = RateLimitStatus(limit, 0, reset_ms / 1000, False, retry_ms / 1000)
         statuses += [refused] * (charged - accepted)
     return statuses

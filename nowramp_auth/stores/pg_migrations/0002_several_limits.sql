@@ -1,0 +1,81 @@
+-- Several rate limits per key: one unnamed limit stays in rl_requests / rl_window_ms; several
+-- (or a named one) are a JSON list [[requests, window ms, name], ...] in rate_limits.
+ALTER TABLE keys ADD COLUMN rate_limits jsonb;
+
+-- Several budgets of one request, checked and spent together in one statement: when every
+-- counter has room, one request is counted in each; when any is full, none is. Answers the
+-- status of the limit closest to refusing (accepted) or of the refusing limit that frees
+-- last (refused). Counters are locked in a fixed order, so concurrent calls never deadlock.
+CREATE FUNCTION hit_rate_limits(
+    p_counters text[], p_limits integer[], p_windows bigint[], p_subs integer[]
+)
+RETURNS TABLE (allowed boolean, remaining integer, retry_ms bigint, reset_ms bigint,
+               which integer)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_now      bigint := floor(extract(epoch FROM clock_timestamp()) * 1000);
+    v_n        integer := array_length(p_counters, 1);
+    v_used     bigint[] := array_fill(0::bigint, ARRAY[v_n]);
+    v_retry    bigint[] := array_fill(0::bigint, ARRAY[v_n]);
+    v_reset    bigint[] := array_fill(0::bigint, ARRAY[v_n]);
+    v_counter  text;
+    v_logged   integer;
+    v_counted  bigint;
+    v_oldest   bigint;
+    v_newest   bigint;
+    v_first    bigint;
+    v_last     bigint;
+    v_width    bigint;
+    v_best     integer := 0;
+    i          integer;
+BEGIN
+    FOR v_counter IN SELECT unnest(p_counters) ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended('nowramp_rl:' || v_counter, 0));
+    END LOOP;
+    FOR i IN 1 .. v_n LOOP
+        DELETE FROM rate_log r
+            WHERE r.lineage = p_counters[i] AND r.at_ms <= v_now - p_windows[i];
+        DELETE FROM rate_counts c WHERE c.lineage = p_counters[i]
+            AND (c.bucket + 1) * c.width - 1 <= v_now - p_windows[i];
+        SELECT count(*), min(r.at_ms), max(r.at_ms) INTO v_logged, v_oldest, v_newest
+            FROM rate_log r WHERE r.lineage = p_counters[i];
+        SELECT coalesce(sum(c.n), 0), min((c.bucket + 1) * c.width - 1),
+               max((c.bucket + 1) * c.width - 1)
+            INTO v_counted, v_first, v_last
+            FROM rate_counts c WHERE c.lineage = p_counters[i];
+        v_used[i] := v_logged + v_counted;
+        IF v_used[i] >= p_limits[i] THEN
+            IF v_counted = 0 THEN
+                SELECT r.at_ms INTO v_oldest FROM rate_log r WHERE r.lineage = p_counters[i]
+                    ORDER BY r.at_ms OFFSET (v_logged - p_limits[i]) LIMIT 1;
+            ELSE
+                v_oldest := least(coalesce(v_oldest, v_first), v_first);
+                v_newest := greatest(coalesce(v_newest, v_last), v_last);
+            END IF;
+            v_retry[i] := greatest(v_oldest + p_windows[i] - v_now, 1);
+            v_reset[i] := greatest(v_newest + p_windows[i] - v_now, 1);
+            IF v_best = 0 OR v_retry[i] > v_retry[v_best] THEN
+                v_best := i;
+            END IF;
+        END IF;
+    END LOOP;
+    IF v_best > 0 THEN  -- refused by at least one: nothing is spent
+        RETURN QUERY SELECT false, 0, v_retry[v_best], v_reset[v_best], v_best - 1;
+        RETURN;
+    END IF;
+    FOR i IN 1 .. v_n LOOP
+        IF p_subs[i] = 0 THEN
+            INSERT INTO rate_log VALUES (p_counters[i], v_now);
+        ELSE
+            v_width := ceil(p_windows[i]::numeric / p_subs[i]);
+            INSERT INTO rate_counts AS c VALUES (p_counters[i], v_now / v_width, v_width, 1)
+                ON CONFLICT (lineage, bucket, width) DO UPDATE SET n = c.n + 1;
+        END IF;
+        IF v_best = 0 OR p_limits[i] - v_used[i] < p_limits[v_best] - v_used[v_best] THEN
+            v_best := i;
+        END IF;
+    END LOOP;
+    RETURN QUERY SELECT true, (p_limits[v_best] - v_used[v_best] - 1)::integer, 0::bigint,
+        p_windows[v_best], v_best - 1;
+END
+$fn$;
