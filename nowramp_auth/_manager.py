@@ -197,6 +197,7 @@ class KeyManager:
             hint=make_hint(secret),
             metadata=_validate_metadata(metadata),
             rate_limits=_validate_rate_limits(rate_limit),
+            project_limits=self.store.get_project_limits(project_id) if project_id else (),
         )
         self.store.insert_key(StoredKey(record, self.store.digest(secret)))
         self._event("key.created", record)
@@ -327,6 +328,47 @@ class KeyManager:
     def get(self, key_id: str) -> KeyRecord:
         """The record of ``key_id`` with its usage merged in. ``KeyError`` when unknown."""
         return self._with_usage([self._get_raw(key_id)])[0]
+
+    def set_project_limits(
+        self, project_id: str, limits: RateLimit | Sequence[RateLimit] | None
+    ) -> tuple[RateLimit, ...]:
+        """Set the budgets shared by every key of ``project_id`` (its rotated successors and
+        widget sessions included): a request must fit its key's own limits and these. An
+        empty list (or ``None``) clears them. Returns the budgets set.
+
+        Every key of the project keeps a copy (``KeyRecord.project_limits``); this updates
+        each one, so other instances see the change as they see any key update (within a
+        second with Redis or PostgreSQL). Keys created later get the budgets too.
+
+        Example::
+
+            manager.set_project_limits("proj_1", [RateLimit(10_000, timedelta(days=1))])
+        """
+        checked = validate_project_id(project_id, optional=False)
+        if checked is None:  # pragma: no cover - optional=False never answers None
+            raise ValueError("project_id is required")
+        project_id = checked
+        budgets = _validate_rate_limits(limits)
+        self.store.set_project_limits(project_id, budgets)
+        for record in self.store.list_keys(project_id):
+            if record.project_limits != budgets:
+                self.store.update_key(record.id, {"project_limits": budgets})
+        if self.audit:
+            text = ", ".join(str(limit) for limit in budgets) or "none"
+            self.audit.emit(
+                AuditEvent(
+                    "project.limits_changed",
+                    self._now(),
+                    project_id=project_id,
+                    detail=f"limits={text}",
+                    actor=self.actor,
+                )
+            )
+        return budgets
+
+    def get_project_limits(self, project_id: str) -> tuple[RateLimit, ...]:
+        """The budgets shared by the keys of ``project_id`` (empty: none)."""
+        return self.store.get_project_limits(project_id)
 
     def list(self, project_id: str | None = None) -> list[KeyRecord]:
         """Every key (of ``project_id`` when given), oldest first, with usage merged in."""

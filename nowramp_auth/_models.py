@@ -79,6 +79,9 @@ class KeyRecord:
     metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
     rate_limits: tuple[RateLimit, ...] = ()
     """Every rate limit of the key: a request must fit each one (empty: no limit)."""
+    project_limits: tuple[RateLimit, ...] = ()
+    """The budgets of the key's project, shared by every key of the project (a copy kept
+    with each key, set by ``KeyManager.set_project_limits``): a request must fit these too."""
     rotated_from: str | None = None
     rotated_to: str | None = None
     last_used_at: datetime | None = None
@@ -129,6 +132,7 @@ class KeyRecord:
                 else None
             ),
             "rate_limits": [_limit_dict(limit) for limit in self.rate_limits],
+            "project_limits": [_limit_dict(limit) for limit in self.project_limits],
             "created_at": _iso(self.created_at),
             "expires_at": _iso(self.expires_at),
             "revoked_at": _iso(self.revoked_at),
@@ -309,6 +313,7 @@ AUDIT_EVENT_TYPES = (
     "key.revoked",
     "key.updated",
     "key.leaked",
+    "project.limits_changed",
     "session.created",
     "session.revoked",
     "auth.failed",

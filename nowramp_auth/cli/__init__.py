@@ -26,6 +26,7 @@ from . import (
     _db_commands,
     _demo_command,
     _keys_commands,
+    _project_commands,
     _scan_command,
     _session_commands,
 )
@@ -35,6 +36,7 @@ __all__ = ["CLI_ACTOR", "main"]
 
 _GROUPS = (
     _keys_commands,
+    _project_commands,
     _session_commands,
     _audit_commands,
     _account_commands,

@@ -11,10 +11,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from .._budgets import Limits, counter_ids
+from .._budgets import Limits, budget_counters, decode_limits
 from .._models import RateLimit, RateLimitStatus
 from ._errors import StoreUnavailable
 from ._pg_connections import PgConnections
+from ._pg_records import limits_json
 from ._sliding_log import EXACT_LIMIT, SUB_WINDOWS
 from ._stats import StoreStats, counts_failures
 
@@ -56,14 +57,16 @@ class PgLimits:
             int(retry_ms) / 1000,
         )
 
-    def _hit_several(self, lineage: str, limits: tuple[RateLimit, ...]) -> RateLimitStatus:
+    def _hit_several(self, lineage: str, several: Limits) -> RateLimitStatus:
         # hit_rate_limits in the schema: every counter checked, then spent on all or none.
+        pairs = budget_counters(lineage, several)
+        limits = [limit for _, limit in pairs]
         subs = [0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS for limit in limits]
         row = self._pg.write(
             lambda c: c.execute(
                 "SELECT * FROM hit_rate_limits(%s, %s, %s, %s)",
                 (
-                    counter_ids(lineage, len(limits)),
+                    [counter for counter, _ in pairs],
                     [limit.requests for limit in limits],
                     [limit.window_ms for limit in limits],
                     subs,
@@ -80,6 +83,33 @@ class PgLimits:
             bool(allowed),
             int(retry_ms) / 1000,
         )
+
+    def set_project_limits(self, project_id: str, limits: tuple[RateLimit, ...]) -> None:
+        """Keep ``limits`` as the project's budgets (empty: none)."""
+        if limits:
+            encoded = limits_json(limits)
+            self._pg.write(
+                lambda c: c.execute(
+                    "INSERT INTO project_budgets VALUES (%s, %s) "
+                    "ON CONFLICT (project_id) DO UPDATE SET limits = EXCLUDED.limits",
+                    (project_id, encoded),
+                )
+            )
+        else:
+            self._pg.write(
+                lambda c: c.execute(
+                    "DELETE FROM project_budgets WHERE project_id = %s", (project_id,)
+                )
+            )
+
+    def get_project_limits(self, project_id: str) -> tuple[RateLimit, ...]:
+        """The project's budgets."""
+        row = self._pg.read(
+            lambda c: c.execute(
+                "SELECT limits FROM project_budgets WHERE project_id = %s", (project_id,)
+            ).fetchone()
+        )
+        return decode_limits(row[0]) if row else ()
 
     def hit_rate_limit_async(
         self, lineage: str, limit: Limits, now: datetime

@@ -8,6 +8,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from .._budgets import decode_limits, encode_limits
 from .._models import KeyRecord, RateLimit, SessionRecord, StoredKey
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "key_from_row",
     "key_row",
     "limit_columns",
+    "limits_json",
     "session_from_row",
     "session_row",
 ]
@@ -23,7 +25,7 @@ __all__ = [
 KEY_COLUMNS = (
     "id, lineage, key_type, digest, hint, name, project_id, scopes, allowed_ips, metadata, "
     "rl_requests, rl_window_ms, created_at, expires_at, revoked_at, rotated_from, rotated_to, "
-    "lineage_id, rate_limits"
+    "lineage_id, rate_limits, project_limits"
 )
 SESSION_COLUMNS = (
     "id, key_id, project_id, customer_id, scopes, created_at, expires_at, revoked_at, digest"
@@ -54,7 +56,13 @@ def key_row(stored: StoredKey) -> tuple[Any, ...]:
         r.rotated_to,
         r.lineage_id,
         several,
+        limits_json(r.project_limits),
     )
+
+
+def limits_json(limits: tuple[RateLimit, ...]) -> Jsonb | None:
+    """Limits as a ``jsonb`` value, ``[[requests, window ms, name], ...]`` (``None``: none)."""
+    return Jsonb(json.loads(encode_limits(limits))) if limits else None
 
 
 def limit_columns(limits: tuple[RateLimit, ...]) -> tuple[RateLimit | None, Jsonb | None]:
@@ -64,7 +72,7 @@ def limit_columns(limits: tuple[RateLimit, ...]) -> tuple[RateLimit | None, Json
         return limits[0], None
     if not limits:
         return None, None
-    return None, Jsonb([[limit.requests, limit.window_ms, limit.name] for limit in limits])
+    return None, limits_json(limits)
 
 
 def key_from_row(row: tuple[Any, ...] | None) -> StoredKey | None:
@@ -95,6 +103,7 @@ def key_from_row(row: tuple[Any, ...] | None) -> StoredKey | None:
         hint=hint,
         metadata=metadata if isinstance(metadata, dict) else json.loads(metadata or "{}"),
         rate_limits=limits,
+        project_limits=decode_limits(row[19]),
         rotated_from=rotated_from,
         rotated_to=rotated_to,
         lineage_id=row[17],

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from .._budgets import Limits
-from .._models import KeyRecord, RateLimitStatus, SessionRecord, StoredKey
+from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
 
 __all__ = [
     "NOT_CACHED",
@@ -32,7 +32,7 @@ Usage = tuple[int, datetime | None]
 """(request count, last used at) of one key."""
 
 UPDATABLE_FIELDS = frozenset(
-    {"scopes", "allowed_ips", "name", "metadata", "rate_limit", "expires_at"}
+    {"scopes", "allowed_ips", "name", "metadata", "rate_limit", "project_limits", "expires_at"}
 )
 
 
@@ -98,6 +98,12 @@ class KeyStore(Protocol):
         ``(old, new)``. ``KeyError`` when unknown; ``ValueError`` when the old key is revoked,
         expired at ``now``, or already has a successor.
         """
+
+    def set_project_limits(self, project_id: str, limits: tuple[RateLimit, ...]) -> None:
+        """Keep ``limits`` as the budgets of ``project_id`` (empty: none)."""
+
+    def get_project_limits(self, project_id: str) -> tuple[RateLimit, ...]:
+        """The budgets of ``project_id`` (empty: none)."""
 
     def list_keys(self, project_id: str | None = None) -> list[KeyRecord]:
         """Every key (of one project when given), oldest first."""

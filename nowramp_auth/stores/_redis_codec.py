@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .._budgets import decode_limits, encode_limits
 from .._keys import key_family
 from .._models import KeyRecord, RateLimit, SessionRecord, StoredKey
 
@@ -60,13 +61,19 @@ class KeyNames:
         """The hash of a widget session."""
         return f"{self.ns}:sess:{{{key_family(session_id)}}}:{session_id}"
 
-    def rate_log(self, lineage: str) -> str:
-        """The sorted set of a key lineage's recent accepted requests (exact limits)."""
-        return f"{self.ns}:rl:{{{key_family(lineage)}}}:{lineage}"
+    def rate_log(self, lineage: str, tag: str | None = None) -> str:
+        """The sorted set of a budget's recent accepted requests (exact limits): under the
+        lineage's hash tag, or ``tag`` (a project's, for a key whose project has budgets)."""
+        return f"{self.ns}:rl:{{{tag or key_family(lineage)}}}:{lineage}"
 
-    def rate_counts(self, lineage: str) -> str:
-        """The hash of a key lineage's counts per sub-window (large limits)."""
-        return f"{self.ns}:rlc:{{{key_family(lineage)}}}:{lineage}"
+    def rate_counts(self, lineage: str, tag: str | None = None) -> str:
+        """The hash of a budget's counts per sub-window (large limits); tags as
+        :meth:`rate_log`."""
+        return f"{self.ns}:rlc:{{{tag or key_family(lineage)}}}:{lineage}"
+
+    def project_limits(self, project_id: str) -> str:
+        """The JSON list of a project's budgets."""
+        return f"{self.ns}:pl:{{p:{project_id}}}"
 
     def usage(self, key_id: str) -> str:
         """The hash of a key's usage counters."""
@@ -101,6 +108,7 @@ def encode_key(stored: StoredKey) -> dict[str, str]:
         "lineage": r.lineage_id,
         "digest": stored.digest,
         **_encode_rate_limit(r.rate_limits),
+        "pls": encode_limits(r.project_limits) if r.project_limits else None,
     }
     return {k: v for k, v in fields.items() if v is not None}
 
@@ -117,16 +125,12 @@ def _encode_rate_limit(limits: tuple[RateLimit, ...]) -> dict[str, str | None]:
         }
     if not limits:
         return {"rl_requests": None, "rl_window_ms": None, "rls": None}
-    encoded = json.dumps([[limit.requests, limit.window_ms, limit.name] for limit in limits])
-    return {"rl_requests": None, "rl_window_ms": None, "rls": encoded}
+    return {"rl_requests": None, "rl_window_ms": None, "rls": encode_limits(limits)}
 
 
 def _decode_rate_limits(fields: dict[str, str]) -> tuple[RateLimit, ...]:
     if "rls" in fields:
-        return tuple(
-            RateLimit(int(requests), timedelta(milliseconds=int(window_ms)), name)
-            for requests, window_ms, name in json.loads(fields["rls"])
-        )
+        return decode_limits(fields["rls"])
     if "rl_requests" in fields:
         window = timedelta(milliseconds=int(fields["rl_window_ms"]))
         return (RateLimit(int(fields["rl_requests"]), window),)
@@ -147,6 +151,8 @@ def encode_changes(changes: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
             values["meta"] = json.dumps(dict(value), sort_keys=True)
         elif name == "rate_limit":
             values.update(_encode_rate_limit(value))
+        elif name == "project_limits":
+            values["pls"] = encode_limits(value) if value else None
         elif name == "expires_at":
             values["expires"] = _opt(value)
         else:
@@ -178,6 +184,7 @@ def decode_key(fields: dict[str, str]) -> StoredKey | None:
         hint=fields.get("hint", ""),
         metadata=json.loads(fields.get("meta") or "{}"),
         rate_limits=_decode_rate_limits(fields),
+        project_limits=decode_limits(fields.get("pls")),
         rotated_from=fields.get("from"),
         rotated_to=fields.get("to"),
         lineage_id=fields.get("lineage"),

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from .._budgets import Limits, closest, counter_ids
+from .._budgets import Limits, budget_counters, closest
 from .._keys import make_hasher
 from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
 from ._protocol import UPDATABLE_FIELDS, Usage, grace_cap_refused, rotation_refused
@@ -54,6 +54,7 @@ class MemoryKeyStore:
         self.usage_cell = self._usage.cell
         self.fold_usage = self._usage.fold
         self._limits: dict[str, RateBudget] = {}
+        self._project_limits: dict[str, tuple[RateLimit, ...]] = {}
 
     def __repr__(self) -> str:
         return f"MemoryKeyStore(keys={len(self._keys)}, sessions={len(self._sessions)})"
@@ -153,6 +154,18 @@ class MemoryKeyStore:
             self._keys[new_id] = StoredKey(new, new_digest)
             return old, new
 
+    def set_project_limits(self, project_id: str, limits: tuple[RateLimit, ...]) -> None:
+        """Keep ``limits`` as the project's budgets (empty: none)."""
+        with self._lock:
+            if limits:
+                self._project_limits[project_id] = limits
+            else:
+                self._project_limits.pop(project_id, None)
+
+    def get_project_limits(self, project_id: str) -> tuple[RateLimit, ...]:
+        """The project's budgets."""
+        return self._project_limits.get(project_id, ())
+
     def list_keys(self, project_id: str | None = None) -> list[KeyRecord]:
         """Every key (of one project when given), oldest first."""
         records = [s.record for s in list(self._keys.values())]
@@ -200,8 +213,7 @@ class MemoryKeyStore:
                 return self._budget(lineage).hit(now_ms, limit.requests, limit.window_ms)
             # Several limits: every counter has room, then one request goes into each; or
             # none does (a refusal by one spends nothing of the others).
-            budgets = [self._budget(c) for c in counter_ids(lineage, len(limit))]
-            pairs = list(zip(budgets, limit, strict=True))
+            pairs = [(self._budget(c), lim) for c, lim in budget_counters(lineage, limit)]
             checks = [b.hit(now_ms, lim.requests, lim.window_ms, False) for b, lim in pairs]
             if all(check.allowed for check in checks):
                 checks = [b.hit(now_ms, lim.requests, lim.window_ms) for b, lim in pairs]

@@ -21,6 +21,7 @@ Security model
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -29,6 +30,7 @@ from typing import Any
 
 import psycopg
 
+from .._budgets import encode_limits
 from .._keys import make_hasher
 from .._models import KeyRecord, SessionRecord, StoredKey
 from ._cache_sync import CachedReads, CacheSync, close_at_exit_and_reset_after_fork
@@ -179,7 +181,7 @@ class PostgresKeyStore(CachedReads, PgSessions, PgLimits, PgState):
     @counts_failures("insert_key")
     def insert_key(self, stored: StoredKey) -> None:
         """Add a new key; ``ValueError`` when the id exists."""
-        query = f"INSERT INTO keys ({KEY_COLUMNS}) VALUES ({_marks(19)})"
+        query = f"INSERT INTO keys ({KEY_COLUMNS}) VALUES ({_marks(20)})"
 
         def insert(conn: psycopg.Connection[Any]) -> None:
             conn.execute(query, key_row(stored))
@@ -289,10 +291,11 @@ class PostgresKeyStore(CachedReads, PgSessions, PgLimits, PgState):
                 hint=new_hint,
                 metadata=r.metadata,
                 rate_limits=r.rate_limits,
+                project_limits=r.project_limits,
                 rotated_from=old_id,
                 lineage_id=r.lineage,
             )
-            query = f"INSERT INTO keys ({KEY_COLUMNS}) VALUES ({_marks(19)})"
+            query = f"INSERT INTO keys ({KEY_COLUMNS}) VALUES ({_marks(20)})"
             conn.execute(query, key_row(StoredKey(new, new_digest)))
             expires = grace_end if r.expires_at is None else min(r.expires_at, grace_end)
             row = conn.execute(
@@ -352,6 +355,12 @@ def _assignments(changes: Mapping[str, Any]) -> tuple[str, list[Any]]:
             parts += ["rl_requests = %s", "rl_window_ms = %s", "rate_limits = %s"]
             values += [single.requests, single.window_ms] if single else [None, None]
             values.append(several)
+            continue
+        if name == "project_limits":
+            parts.append("project_limits = %s")
+            values.append(
+                psycopg.types.json.Jsonb(json.loads(encode_limits(value))) if value else None
+            )
             continue
         parts.append(f"{_UPDATE_COLUMNS[name]} = %s")
         if name in ("scopes", "allowed_ips"):

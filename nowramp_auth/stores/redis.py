@@ -30,9 +30,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
 
-from .._budgets import Limits
+from .._budgets import Limits, decode_limits, encode_limits
 from .._keys import make_hasher
-from .._models import KeyRecord, RateLimitStatus, SessionRecord, StoredKey
+from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
 from ._cache_sync import CachedReads, CacheSync, close_at_exit_and_reset_after_fork
 from ._protocol import UPDATABLE_FIELDS, grace_cap_refused, rotation_refused
 from ._redis_cache import LocalCache
@@ -290,6 +290,19 @@ class RedisKeyStore(CachedReads, RedisSessions, RedisUsage, RedisDashboardState)
         )
         self.keys_cache.invalidate(old_id)
         return _rotated(old_id, new_id, result)
+
+    def set_project_limits(self, project_id: str, limits: tuple[RateLimit, ...]) -> None:
+        """Keep ``limits`` as the project's budgets (empty: none)."""
+        name = self.names.project_limits(project_id)
+        if limits:
+            self._clients.write(lambda client: client.set(name, encode_limits(limits)))
+        else:
+            self._clients.write(lambda client: client.delete(name))
+
+    def get_project_limits(self, project_id: str) -> tuple[RateLimit, ...]:
+        """The project's budgets."""
+        name = self.names.project_limits(project_id)
+        return decode_limits(self._clients.read(lambda client: client.get(name)))
 
     @counts_failures("list_keys")
     def list_keys(self, project_id: str | None = None) -> list[KeyRecord]:

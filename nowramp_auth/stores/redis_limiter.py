@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from .._budgets import Limits, counter_ids
+from .._budgets import Limits, SharedLimits, budget_counters
 from .._models import RateLimit, RateLimitStatus, accepted_status
 from ._redis_clients import DEFAULT_MAX_CONNECTIONS, DEFAULT_QUEUE_TIMEOUT, RedisClients
 from ._redis_codec import KeyNames
@@ -128,12 +128,18 @@ class RedisRateLimiter:
         self._calls[lineage] = (limit, call)
         return call
 
-    def _call_several(self, lineage: str, limits: tuple[RateLimit, ...]) -> _RateCall:
-        # RATE_LIMITS: every limit's counter under the lineage's hash tag (one slot).
+    def _call_several(
+        self, lineage: str, limits: tuple[RateLimit, ...] | SharedLimits
+    ) -> _RateCall:
+        # RATE_LIMITS: every counter the request touches under one hash tag (one slot): the
+        # lineage's, or the project's when the project has budgets (its keys' own counters
+        # live there too, so one script call reaches all of them on a cluster).
+        tag = f"p:{limits.project_id}" if isinstance(limits, SharedLimits) else None
+        pairs = budget_counters(lineage, limits)
         keys: list[str] = []
-        args: list[int] = [len(limits)]
-        for counter, limit in zip(counter_ids(lineage, len(limits)), limits, strict=True):
-            keys += [self.names.rate_log(counter), self.names.rate_counts(counter)]
+        args: list[int] = [len(pairs)]
+        for counter, limit in pairs:
+            keys += [self.names.rate_log(counter, tag), self.names.rate_counts(counter, tag)]
             sub_windows = 0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS
             args += [limit.requests, limit.window_ms, sub_windows]
         group = lineage + "".join(f"\x00{a}" for a in args)

@@ -1,6 +1,14 @@
--- Several rate limits per key: one unnamed limit stays in rl_requests / rl_window_ms; several
+-- Several rate limits per key, and project budgets: one unnamed limit stays in rl_requests / rl_window_ms; several
 -- (or a named one) are a JSON list [[requests, window ms, name], ...] in rate_limits.
 ALTER TABLE keys ADD COLUMN rate_limits jsonb;
+
+-- Budgets shared by every key of a project: the list itself, and a copy with each key
+-- (project_limits) so a key's record says everything its requests are charged against.
+CREATE TABLE project_budgets (
+    project_id  text PRIMARY KEY,
+    limits      jsonb NOT NULL
+);
+ALTER TABLE keys ADD COLUMN project_limits jsonb;
 
 -- Several budgets of one request, checked and spent together in one statement: when every
 -- counter has room, one request is counted in each; when any is full, none is. Answers the
