@@ -14,6 +14,7 @@ from ._audit import AuditSink, LoggingAuditLog, MemoryAuditLog
 from ._authenticator import Authenticator
 from ._context import current_principal
 from ._errors import AuthError, ErrorCode
+from ._limits import Credits, Refill
 from ._manager import KeyManager
 from ._models import (
     AuditEvent,
@@ -41,6 +42,7 @@ __all__ = [
     "AuditSink",
     "AuthError",
     "Authenticator",
+    "Credits",
     "ErrorCode",
     "IssuedKey",
     "IssuedSession",
@@ -58,6 +60,7 @@ __all__ = [
     "RedisKeyStore",
     "RedisRateLimiter",
     "RedisStreamAuditLog",
+    "Refill",
     "ScopeRegistry",
     "StoreUnavailable",
     "current_principal",

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from ._budgets import Limits
+from ._budgets import Limits, with_cost
 from ._client_ip import IPAddress
 from ._clock import Clock, seconds_clock
 from ._errors import AuthError, ErrorCode
@@ -21,6 +21,7 @@ from ._fast_path import Charger, LimitedKey, VerifiedKeys
 from ._key_flows import charged
 from ._models import Principal, RateLimitStatus
 from ._outcomes import Outcomes
+from ._route_scopes import cost_of
 from .stores._errors import StoreUnavailable
 from .stores._protocol import KeyStore
 
@@ -56,9 +57,8 @@ class Charging:
         now = self.outcomes.now()
         try:
             check_route_scopes(key, required_scopes)
-            principal = charged(
-                key.principal, self.store.hit_rate_limit(key.lineage, key.limit, now)
-            )
+            limits = with_cost(key.limit, cost_of(required_scopes))
+            principal = charged(key.principal, self.store.hit_rate_limit(key.lineage, limits, now))
         except (AuthError, StoreUnavailable) as exc:
             raise self._refused(exc, key, client_ip, method, path, started) from None
         self._count(key, now.timestamp(), principal, started)
@@ -86,7 +86,16 @@ class Charging:
         now = self.outcomes.now_seconds()
         try:
             check_route_scopes(key, required_scopes)
-            principal = charged(key.principal, await key.charge_async(now))
+            cost = cost_of(required_scopes)
+            if cost == 1:
+                status = await key.charge_async(now)
+            else:  # a route with a cost of its own: not the key's prepared call
+                at = datetime.fromtimestamp(now, UTC)
+                limits = with_cost(key.limit, cost)
+                status = await self.store.hit_rate_limit_async(  # type: ignore[attr-defined]
+                    key.lineage, limits, at
+                )
+            principal = charged(key.principal, status)
         except (AuthError, StoreUnavailable) as exc:
             raise self._refused(exc, key, client_ip, method, path, started) from None
         self._count(key, now, principal, started)

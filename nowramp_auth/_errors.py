@@ -31,6 +31,7 @@ class ErrorCode(str, enum.Enum):
     SESSION_EXPIRED = "SESSION_EXPIRED"
     INVALID_REQUEST = "INVALID_REQUEST"
     RATE_LIMITED = "RATE_LIMITED"
+    CREDITS_EXHAUSTED = "CREDITS_EXHAUSTED"
     AUTH_UNAVAILABLE = "AUTH_UNAVAILABLE"
 
     def __str__(self) -> str:
@@ -76,6 +77,11 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
     ),
     ErrorCode.RATE_LIMITED: ErrorInfo(
         429, "Too many requests for this key.", "Retry after the Retry-After seconds."
+    ),
+    ErrorCode.CREDITS_EXHAUSTED: ErrorInfo(
+        429,
+        "This key has no credits left.",
+        "Add credits to the key, or wait for its refill (Retry-After, when it has one).",
     ),
     ErrorCode.AUTH_UNAVAILABLE: ErrorInfo(
         503, "Authentication is temporarily unavailable.", "Retry later."

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._context import refuse_scopes, request_var
 from ._errors import AuthError
 from ._http import PublicPaths
-from ._route_scopes import record_scopes, recorded_scopes
+from ._route_scopes import Needs, combined, record_scopes, recorded_scopes
 from ._scopes import check_scope_name
 
 if TYPE_CHECKING:
@@ -26,12 +26,15 @@ if TYPE_CHECKING:
 __all__ = ["middleware_options", "required_scopes", "scope_guard"]
 
 
-def required_scopes(scopes: Iterable[str]) -> frozenset[str]:
-    """Validate the scopes given to a ``require_scopes`` decorator (at least one)."""
+def required_scopes(scopes: Iterable[str], cost: int = 1) -> frozenset[str]:
+    """Validate the scopes given to a ``require_scopes`` decorator (at least one), and the
+    credits a request of the route costs (``cost``, at least 1)."""
     required = frozenset(check_scope_name(s) for s in scopes)
     if not required:
         raise ValueError("require_scopes needs at least one scope")
-    return required
+    if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+        raise ValueError(f"cost must be an int of at least 1, got {cost!r}")
+    return Needs(required, cost) if cost != 1 else required
 
 
 def scope_guard(
@@ -66,7 +69,7 @@ def scope_guard(
             return _ready(refuse(refuse_scopes(required)))
 
         mark_coroutine_function(calls_async)
-        record_scopes(calls_async, required | recorded_scopes(endpoint))
+        record_scopes(calls_async, combined([required, recorded_scopes(endpoint)]))
         return calls_async
     if inspect.iscoroutinefunction(endpoint):
 
@@ -80,7 +83,7 @@ def scope_guard(
                 return await endpoint(*args)  # Starlette: endpoint(request)
             return refuse(refuse_scopes(required))
 
-        record_scopes(async_guarded, required | recorded_scopes(endpoint))
+        record_scopes(async_guarded, combined([required, recorded_scopes(endpoint)]))
         return async_guarded
 
     @functools.wraps(endpoint)
@@ -93,7 +96,7 @@ def scope_guard(
             return endpoint(*args)
         return refuse(refuse_scopes(required))
 
-    record_scopes(guarded, required | recorded_scopes(endpoint))
+    record_scopes(guarded, combined([required, recorded_scopes(endpoint)]))
     return guarded
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from hmac import compare_digest
 
-from ._budgets import Limits, limits_to_charge
+from ._budgets import Limits, limits_to_charge, with_cost
 from ._client_ip import IPAddress
 from ._decision import _DUMMY_DIGEST, decide_key, derived
 from ._errors import AuthError, ErrorCode
@@ -22,6 +22,7 @@ from ._flow_driver import Flow
 from ._keys import ParsedKey, parse_key
 from ._models import Principal, RateLimitStatus, StoredKey, ceil_seconds, with_rate_limit
 from ._outcomes import Outcomes
+from ._route_scopes import cost_of
 from .stores._protocol import KeyStore
 
 __all__ = ["KeyFlows", "charged"]
@@ -69,6 +70,7 @@ class KeyFlows:
                 )
             limit = limits_to_charge(stored.record) if stored is not None else None
             if limit is not None and stored is not None:
+                limit = with_cost(limit, cost_of(required))
                 principal = yield from limit_step(principal, stored.record.lineage, limit, now)
         except AuthError as error:
             # What the caller sent showed these (public): for the audit log and metrics.
@@ -112,9 +114,12 @@ def limit_step(principal: Principal, lineage: str, limit: Limits, now: datetime)
 def charged(principal: Principal, status: RateLimitStatus) -> Principal:
     """The principal with its limit's state, or the refusal when the limit is used up."""
     if not status.allowed:
+        exhausted = status.credits_exhausted
+        wait = status.retry_after_seconds
         raise AuthError(
-            ErrorCode.RATE_LIMITED,
-            retry_after=ceil_seconds(timedelta(seconds=status.retry_after_seconds)),
+            ErrorCode.CREDITS_EXHAUSTED if exhausted else ErrorCode.RATE_LIMITED,
+            # Credits without a refill: no time to wait for.
+            retry_after=None if exhausted and not wait else ceil_seconds(timedelta(seconds=wait)),
             key_id=principal.key_id,
             rate_limit=status,
             project_id=principal.project_id,

@@ -17,11 +17,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ._audit import AuditEmitter, AuditSink
-from ._budgets import MAX_LIMITS
 from ._client_ip import parse_networks
 from ._clock import Clock, require_aware, utc_now
 from ._decision import _DUMMY_DIGEST
+from ._key_fields import validate_credits as _validate_credits
+from ._key_fields import validate_rate_limits as _validate_rate_limits
 from ._keys import KeyType, generate_key, key_family, make_hint, parse_key
+from ._limits import Credits
 from ._models import AuditEvent, IssuedKey, KeyRecord, RateLimit, StoredKey
 from ._scopes import ScopeRegistry
 from .stores._protocol import KeyStore
@@ -67,25 +69,6 @@ def _validate_metadata(metadata: object) -> dict[str, Any]:
         raise ValueError(f"metadata must be at most {MAX_METADATA_BYTES} bytes as JSON")
     result: dict[str, Any] = json.loads(encoded)
     return result
-
-
-def _validate_rate_limits(rate_limit: object) -> tuple[RateLimit, ...]:
-    # One RateLimit, several (a request must fit each), or None / [] for none.
-    if rate_limit is None:
-        return ()
-    if isinstance(rate_limit, RateLimit):
-        return (rate_limit,)
-    if isinstance(rate_limit, str | bytes) or not isinstance(rate_limit, Iterable):
-        raise TypeError("rate_limit must be a RateLimit, a list of them, or None")
-    limits = tuple(rate_limit)
-    if not all(isinstance(limit, RateLimit) for limit in limits):
-        raise TypeError("rate_limit must be a RateLimit, a list of them, or None")
-    if len(limits) > MAX_LIMITS:
-        raise ValueError(f"a key may have at most {MAX_LIMITS} rate limits, got {len(limits)}")
-    names = [limit.name for limit in limits if limit.name is not None]
-    if len(names) != len(set(names)):
-        raise ValueError(f"rate limit names must differ, got {names}")
-    return limits
 
 
 class KeyManager:
@@ -166,10 +149,13 @@ class KeyManager:
         expires_at: datetime | None = None,
         metadata: Mapping[str, Any] | None = None,
         rate_limit: RateLimit | Sequence[RateLimit] | None = None,
+        credits: Credits | None = None,
     ) -> IssuedKey:
         """Create a key. Returns the :class:`IssuedKey`; its ``secret`` is never shown again.
         ``rate_limit`` is one :class:`RateLimit` or a list of them (a request must fit each,
         e.g. ``[RateLimit(20, timedelta(seconds=1)), RateLimit(10_000, timedelta(days=1))]``).
+        ``credits`` (a :class:`Credits`) gives the key a count of requests in all, with an
+        optional refill; successors share it.
 
         Raises ``ValueError``/``TypeError`` for an unknown scope, a bad key type, CIDR, expiry
         (naive or not in the future), project id, name, metadata or rate limit.
@@ -198,7 +184,10 @@ class KeyManager:
             metadata=_validate_metadata(metadata),
             rate_limits=_validate_rate_limits(rate_limit),
             project_limits=self.store.get_project_limits(project_id) if project_id else (),
+            credits=_validate_credits(credits),
         )
+        if record.credits is not None:  # before the key exists: never a key without them
+            self.store.set_credits(record, record.credits.remaining, now)
         self.store.insert_key(StoredKey(record, self.store.digest(secret)))
         self._event("key.created", record)
         return IssuedKey(secret=secret, key=record)
@@ -322,8 +311,23 @@ class KeyManager:
             count, last = usage.get(record.id, (0, None))
             if count or last:
                 record = dataclasses.replace(record, request_count=count, last_used_at=last)
+            if record.credits is not None:
+                left = self.store.get_credits(record, self._now())
+                record = dataclasses.replace(record, credits_remaining=left)
             merged.append(record)
         return merged
+
+    def add_credits(self, key_id: str, count: int) -> int:
+        """Add ``count`` credits to a key (and its lineage); returns the credits left.
+        ``KeyError``: unknown key; ``ValueError``: no credits, or a count below 1."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be an int of at least 1, got {count!r}")
+        record = self._get_raw(key_id)
+        if record.credits is None:
+            raise ValueError(f"key {key_id} has no credits (create it with credits=Credits(...))")
+        left = self.store.add_credits(record, count, self._now())
+        self._event("key.credits_added", record, detail=f"added={count} remaining={left}")
+        return left
 
     def get(self, key_id: str) -> KeyRecord:
         """The record of ``key_id`` with its usage merged in. ``KeyError`` when unknown."""
@@ -332,17 +336,11 @@ class KeyManager:
     def set_project_limits(
         self, project_id: str, limits: RateLimit | Sequence[RateLimit] | None
     ) -> tuple[RateLimit, ...]:
-        """Set the budgets shared by every key of ``project_id`` (its rotated successors and
-        widget sessions included): a request must fit its key's own limits and these. An
-        empty list (or ``None``) clears them. Returns the budgets set.
-
-        Every key of the project keeps a copy (``KeyRecord.project_limits``); this updates
-        each one, so other instances see the change as they see any key update (within a
-        second with Redis or PostgreSQL). Keys created later get the budgets too.
-
-        Example::
-
-            manager.set_project_limits("proj_1", [RateLimit(10_000, timedelta(days=1))])
+        """Set the budgets shared by every key of ``project_id`` (successors and widget
+        sessions included; ``[]`` clears them) and return them. Each key of the project keeps
+        a copy (``KeyRecord.project_limits``), updated here, so other instances see the change
+        as they see any key update; keys created later get the budgets too.
+        Example: ``manager.set_project_limits("p1", [RateLimit(10_000, timedelta(days=1))])``.
         """
         checked = validate_project_id(project_id, optional=False)
         if checked is None:  # pragma: no cover - optional=False never answers None

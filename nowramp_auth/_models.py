@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from ._keys import KeyType
-from ._limits import RateLimit
+from ._limits import Credits, RateLimit, RateLimitStatus, accepted_status
 
 __all__ = [
     "AUDIT_EVENT_TYPES",
@@ -32,34 +32,6 @@ __all__ = [
 ]
 
 PrincipalKind = Literal["api_key", "session"]
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitStatus:
-    """The state of a key's rate limit after one request, for the ``RateLimit-*`` headers."""
-
-    limit: int
-    remaining: int
-    reset_seconds: float
-    allowed: bool = True
-    retry_after_seconds: float = 0.0
-
-    def headers(self) -> list[tuple[str, str]]:
-        """``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset`` (whole seconds)."""
-        return [
-            ("RateLimit-Limit", str(self.limit)),
-            ("RateLimit-Remaining", str(max(0, self.remaining))),
-            ("RateLimit-Reset", str(max(0, math.ceil(self.reset_seconds)))),
-        ]
-
-    def raw_headers(self) -> list[tuple[bytes, bytes]]:
-        """:meth:`headers` as ASGI header pairs (lower-case names, bytes): what every
-        response to a limited key carries, built without a str round trip."""
-        return [
-            (b"ratelimit-limit", b"%d" % self.limit),
-            (b"ratelimit-remaining", b"%d" % max(0, self.remaining)),
-            (b"ratelimit-reset", b"%d" % max(0, math.ceil(self.reset_seconds))),
-        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +54,11 @@ class KeyRecord:
     project_limits: tuple[RateLimit, ...] = ()
     """The budgets of the key's project, shared by every key of the project (a copy kept
     with each key, set by ``KeyManager.set_project_limits``): a request must fit these too."""
+    credits: Credits | None = None
+    """The key's credits as set at creation (the count it started with and its refill);
+    what is left now is :attr:`credits_remaining`."""
+    credits_remaining: int | None = None
+    """Credits left (merged in by ``KeyManager.get``/``list``; ``None``: no credits)."""
     rotated_from: str | None = None
     rotated_to: str | None = None
     last_used_at: datetime | None = None
@@ -133,6 +110,8 @@ class KeyRecord:
             ),
             "rate_limits": [_limit_dict(limit) for limit in self.rate_limits],
             "project_limits": [_limit_dict(limit) for limit in self.project_limits],
+            "credits": _credits_dict(self.credits) if self.credits else None,
+            "credits_remaining": self.credits_remaining,
             "created_at": _iso(self.created_at),
             "expires_at": _iso(self.expires_at),
             "revoked_at": _iso(self.revoked_at),
@@ -149,6 +128,18 @@ def _limit_dict(limit: RateLimit) -> dict[str, Any]:
         "requests": limit.requests,
         "window_seconds": limit.window.total_seconds(),
         "name": limit.name,
+    }
+
+
+def _credits_dict(credits: Credits) -> dict[str, Any]:
+    refill = credits.refill
+    return {
+        "remaining": credits.remaining,
+        "refill": (
+            {"amount": refill.amount, "every_seconds": refill.every.total_seconds()}
+            if refill
+            else None
+        ),
     }
 
 
@@ -259,23 +250,6 @@ class Principal:
 
 
 _new = object.__new__
-_set_limit, _set_remaining, _set_reset, _set_allowed, _set_retry = (
-    getattr(RateLimitStatus, name).__set__ for name in RateLimitStatus.__slots__
-)
-
-
-def accepted_status(limit: int, remaining: int, reset_seconds: float) -> RateLimitStatus:
-    """``RateLimitStatus(limit, remaining, reset_seconds)`` of an accepted request, built with
-    slot stores (one per request of a rate-limited key; see :func:`with_rate_limit`)."""
-    status = _new(RateLimitStatus)
-    _set_limit(status, limit)
-    _set_remaining(status, remaining)
-    _set_reset(status, reset_seconds)
-    _set_allowed(status, True)
-    _set_retry(status, 0.0)
-    return status
-
-
 (
     _set_key_id,
     _set_key_type,
@@ -313,6 +287,7 @@ AUDIT_EVENT_TYPES = (
     "key.revoked",
     "key.updated",
     "key.leaked",
+    "key.credits_added",
     "project.limits_changed",
     "session.created",
     "session.revoked",

@@ -116,9 +116,11 @@ def _refusals() -> dict[str, dict[str, Any]]:
             "content": content,
         },
         "429": {
-            "description": "The key's rate limit is used up (RATE_LIMITED)",
+            "description": "A rate limit or budget of the key is used up (RATE_LIMITED), or its "
+            "credits are (CREDITS_EXHAUSTED)",
             "headers": {
                 "Retry-After": retry,
+                "X-Credits-Remaining": _header("Credits left (keys with credits)", "integer"),
                 "RateLimit-Limit": _header("Requests allowed per window", "integer"),
                 "RateLimit-Remaining": _header("Requests left in the window", "integer"),
                 "RateLimit-Reset": _header("Seconds until the full quota is back", "integer"),

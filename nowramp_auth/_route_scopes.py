@@ -16,9 +16,12 @@ from typing import Any, Generic, TypeVar
 __all__ = [
     "EMPTY",
     "SCOPES_ATTRIBUTE",
+    "Needs",
     "Resolved",
     "RouteScopeCache",
     "asgi_host",
+    "combined",
+    "cost_of",
     "flask_route_scopes",
     "record_scopes",
     "recorded_scopes",
@@ -77,6 +80,34 @@ class RouteScopeCache(Generic[R]):
         return scopes
 
 
+class Needs(frozenset[str]):
+    """The scopes a route requires, and what one of its requests costs in credits (``cost``,
+    given to a scope guard: ``require_scopes("quotes:write", cost=5)``). A frozenset, so
+    every scope check reads it as the scopes."""
+
+    __slots__ = ("cost",)
+    cost: int
+
+    def __new__(cls, scopes: Iterable[str] = (), cost: int = 1) -> Needs:
+        needs = super().__new__(cls, scopes)
+        needs.cost = cost
+        return needs
+
+
+def cost_of(required: Iterable[str]) -> int:
+    """The credits a request of a route with these needs costs (1 unless declared)."""
+    cost: int = getattr(required, "cost", 1)
+    return cost
+
+
+def combined(parts: Iterable[frozenset[str]]) -> frozenset[str]:
+    """Every scope of ``parts`` (the guards of one route); the highest cost any declares."""
+    parts = list(parts)
+    scopes = frozenset().union(*parts)
+    cost = max((cost_of(part) for part in parts), default=1)
+    return Needs(scopes, cost) if cost != 1 else scopes
+
+
 def record_scopes(target: Any, scopes: frozenset[str]) -> None:
     """Note on a guarded endpoint or dependency the scopes it requires."""
     setattr(target, SCOPES_ATTRIBUTE, scopes)
@@ -130,16 +161,17 @@ def _in_routes(
 
 
 def _endpoint_scopes(endpoint: Any, scope: Mapping[str, Any], dependant: Any) -> frozenset[str]:
-    needed = set(recorded_scopes(endpoint))
+    needed = [recorded_scopes(endpoint)]
     if isinstance(endpoint, type):  # an HTTPEndpoint: the method's own guard
         method = scope.get("method", "GET").lower()
-        needed |= recorded_scopes(getattr(endpoint, "head" if method == "head" else method, None))
+        attribute = "head" if method == "head" else method
+        needed.append(recorded_scopes(getattr(endpoint, attribute, None)))
     pending = list(getattr(dependant, "dependencies", ()))  # FastAPI's Depends(...) tree
     while pending:
         dependency = pending.pop()
-        needed |= recorded_scopes(getattr(dependency, "call", None))
+        needed.append(recorded_scopes(getattr(dependency, "call", None)))
         pending.extend(getattr(dependency, "dependencies", ()))
-    return frozenset(needed)
+    return combined(needed)
 
 
 def flask_route_scopes(wsgi_app: Any, environ: Mapping[str, Any]) -> Resolved:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from datetime import timedelta
 
-from ._budgets import limits_to_charge
+from ._budgets import limits_to_charge, with_cost
 from ._client_ip import IPAddress
 from ._credentials import read_credential
 from ._decision import decide_session, verify_session_digest
@@ -23,6 +23,7 @@ from ._keys import generate_session_token, key_family, parse_session_token
 from ._manager import validate_project_id
 from ._models import IssuedSession, Principal, SessionRecord, StoredKey
 from ._outcomes import Outcomes
+from ._route_scopes import cost_of
 from .stores._protocol import KeyStore
 
 __all__ = ["SessionFlows"]
@@ -83,6 +84,7 @@ class SessionFlows:
             principal = decide_session(session, parent.record if parent else None, now, required)
             limit = limits_to_charge(parent.record) if parent is not None else None
             if limit is not None and parent is not None:
+                limit = with_cost(limit, cost_of(required))
                 principal = yield from limit_step(principal, parent.record.lineage, limit, now)
         except AuthError as error:
             # A session's key type is its key's, known once its key is found.

@@ -15,24 +15,25 @@ from fastapi import FastAPI, Security
 from ._context import check_scopes, current_principal
 from ._errors import AuthError, ErrorCode
 from ._fastapi_scheme import api_key_header
+from ._guards import required_scopes
 from ._http import PublicPaths
 from ._models import Principal
 from ._openapi import document_refusals
 from ._route_scopes import record_scopes
-from ._scopes import check_scope_name
 
 __all__ = ["api_key_header", "document_auth", "scopes"]
 
 
-def scopes(*required: str) -> Callable[..., Awaitable[Principal]]:
+def scopes(*required: str, cost: int = 1) -> Callable[..., Awaitable[Principal]]:
     """A dependency that requires every one of ``required`` and returns the principal.
+    ``cost``: the credits one accepted request spends from a key with credits (default 1).
 
     Example::
 
         @app.get("/orders")
         async def orders(principal: Principal = Depends(scopes("orders:read"))): ...
     """
-    needed = frozenset(check_scope_name(s) for s in required)
+    needed = required_scopes(required, cost)
 
     async def dependency(_api_key: str | None = Security(api_key_header)) -> Principal:
         error = check_scopes(needed)

@@ -42,7 +42,7 @@ from ._guards import required_scopes
 from ._http import PublicPaths
 from ._models import Principal
 from ._openapi import document_refusals
-from ._route_scopes import EMPTY, Resolved, record_scopes, recorded_scopes
+from ._route_scopes import EMPTY, Resolved, combined, record_scopes, recorded_scopes
 from .starlette import ApiKeyMiddleware as _StarletteMiddleware
 
 __all__ = [
@@ -71,17 +71,18 @@ def litestar_route_scopes(scope: Mapping[str, Any]) -> Resolved:
     handler = scope.get("route_handler")
     if handler is None:
         return EMPTY, False
-    needed: set[str] = set()
-    for guard in handler.resolve_guards():
-        needed |= recorded_scopes(getattr(guard, "func", guard))  # sync guards come wrapped
-    return frozenset(needed), False
+    guards = handler.resolve_guards()  # sync guards come wrapped: their .func is the guard
+    return combined(recorded_scopes(getattr(guard, "func", guard)) for guard in guards), False
 
 
-def scopes_guard(*scopes: str) -> Guard:
+def scopes_guard(*scopes: str, cost: int = 1) -> Guard:
     """A Litestar guard requiring every one of ``scopes``. With :class:`ApiKeyMiddleware`
     the middleware has already refused a request without them (standard JSON, audited, no
-    quota spent); alone, it raises Litestar's 401/403."""
-    required = required_scopes(scopes)
+    quota spent); alone, it raises Litestar's 401/403.
+    ``cost``: the credits one accepted request of the route spends from a key with credits
+    (default 1), charged at the same commit point.
+    """
+    required = required_scopes(scopes, cost)
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         # A coroutine function: Litestar calls it on the event loop (a plain function would

@@ -78,9 +78,11 @@ def _error_response(error: AuthError) -> Response:
     return Response(error.body(), error.status_code, headers=dict(error.headers()))
 
 
-def require_scopes(*scopes: str) -> Callable[[F], F]:
+def require_scopes(*scopes: str, cost: int = 1) -> Callable[[F], F]:
     """Require every one of ``scopes`` on a Quart view (``async def`` or plain ``def``).
     A refusal is the standard ``INSUFFICIENT_PERMISSIONS`` JSON (audited).
+    ``cost``: the credits one accepted request of the route spends from a key with credits
+    (default 1), charged at the same commit point.
 
     Example::
 
@@ -88,7 +90,7 @@ def require_scopes(*scopes: str) -> Callable[[F], F]:
         @require_scopes("quotes:read")
         async def quotes(): ...
     """
-    required = required_scopes(scopes)
+    required = required_scopes(scopes, cost)
 
     def decorator(view: F) -> F:
         return cast(F, scope_guard(view, required, _error_response))

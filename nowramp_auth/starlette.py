@@ -315,8 +315,10 @@ def _error_response(error: AuthError) -> Response:
     return Response(error.body(), error.status_code, headers=dict(error.headers()))
 
 
-def require_scopes(*scopes: str) -> Callable[[F], F]:
+def require_scopes(*scopes: str, cost: int = 1) -> Callable[[F], F]:
     """Require every one of ``scopes`` on a Starlette endpoint or FastAPI path operation.
+    ``cost``: the credits one accepted request of the route spends from a key with credits
+    (default 1), charged at the same commit point.
 
     Works on ``async def`` and plain ``def`` endpoints and ``HTTPEndpoint`` methods, keeps the
     signature FastAPI inspects, and adds the ``X-API-Key`` security scheme to FastAPI's OpenAPI.
@@ -328,7 +330,7 @@ def require_scopes(*scopes: str) -> Callable[[F], F]:
         @require_scopes("quotes:read")
         async def quotes(): ...
     """
-    required = required_scopes(scopes)
+    required = required_scopes(scopes, cost)
 
     def decorator(endpoint: F) -> F:
         wrapper = scope_guard(

@@ -222,8 +222,10 @@ def _error_response(error: AuthError) -> Response:
     return Response(error.body(), error.status_code, error.headers())
 
 
-def require_scopes(*scopes: str) -> Callable[[F], F]:
+def require_scopes(*scopes: str, cost: int = 1) -> Callable[[F], F]:
     """Require every one of ``scopes`` on a Flask (or werkzeug) view, sync or async.
+    ``cost``: the credits one accepted request of the route spends from a key with credits
+    (default 1), charged at the same commit point.
 
     A refusal is the standard ``INSUFFICIENT_PERMISSIONS`` JSON response (audited).
 
@@ -233,7 +235,7 @@ def require_scopes(*scopes: str) -> Callable[[F], F]:
         @require_scopes("quotes:read")
         def quotes(): ...
     """
-    required = required_scopes(scopes)
+    required = required_scopes(scopes, cost)
 
     def decorator(view: F) -> F:
         return cast(F, scope_guard(view, required, _error_response))

@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                 "_limits",
                 "_models",
                 "_budgets",
+                "_key_fields",
                 "_errors",
                 "_scopes",
                 "_client_ip",

@@ -14,6 +14,7 @@ from typing import Any
 
 from .._clock import utc_now
 from .._durations import format_duration, parse_duration, parse_rate_limit
+from .._limits import Credits, Refill
 from .._manager import KeyManager
 from .._models import IssuedKey, KeyRecord
 from ._common import CLI_ACTOR, Parser, UsageError, audit_log, open_store, printable, table, when
@@ -33,8 +34,14 @@ def register(top: Any) -> None:
     create.add_argument("--scope", dest="scopes", action="append", required=True, metavar="S")
     create.add_argument("--name", default="")
     create.add_argument("--project")
+    create.add_argument("--credits", type=int, metavar="N", help="requests in all (e.g. a trial)")
+    create.add_argument("--refill", metavar="N/EVERY", help="top credits up to N, e.g. 500/30d")
     _add_key_options(create)
     create.add_argument("--json", action="store_true")
+
+    credits = sub.add_parser("credits", help="show a key's credits, or --add some")
+    credits.add_argument("key_id")
+    credits.add_argument("--add", type=int, metavar="N")
 
     listing = sub.add_parser("list", help="list keys (never shows a secret)")
     listing.add_argument("--project")
@@ -79,6 +86,17 @@ def _add_key_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="e.g. 100/60s; repeat for several limits (burst=20/1s --rate-limit daily=10000/1d)",
     )
+
+
+def _credits(count: int | None, refill: str | None) -> Credits | None:
+    if count is None:
+        if refill:
+            raise UsageError("--refill needs --credits")
+        return None
+    if not refill:
+        return Credits(count)
+    limit = parse_rate_limit(refill)  # N/EVERY reads like a limit
+    return Credits(count, Refill(limit.requests, limit.window))
 
 
 def _metadata(items: list[str] | None) -> dict[str, str] | None:
@@ -149,6 +167,10 @@ def _key_detail(record: KeyRecord) -> str:
         ("rotated from", record.rotated_from or "-"),
         ("rotated to", record.rotated_to or "-"),
         ("rate limit", _limits_text(record)),
+        (
+            "credits left",
+            "-" if record.credits_remaining is None else str(record.credits_remaining),
+        ),
         ("metadata", json.dumps(dict(record.metadata)) if record.metadata else "-"),
         ("last used", when(record.last_used_at)),
         ("requests", str(record.request_count)),
@@ -194,6 +216,16 @@ def _keys_action(args: argparse.Namespace, manager: KeyManager) -> int:
         expires = (utc_now() + parse_duration(args.expires_in)) if args.expires_in else _UNSET
         rate_limit = [parse_rate_limit(text) for text in args.rate_limit or ()] or _UNSET
         metadata = _metadata(args.metadata)
+    if action == "credits":
+        if args.add is not None:
+            left = manager.add_credits(args.key_id, args.add)
+        else:
+            record = manager.get(args.key_id)
+            if record.credits_remaining is None:
+                raise ValueError(f"key {args.key_id} has no credits")
+            left = record.credits_remaining
+        print(f"Key {args.key_id}: {left} credits left.")
+        return 0
     if action == "create":
         issued = manager.create(
             scopes=args.scopes,
@@ -204,6 +236,7 @@ def _keys_action(args: argparse.Namespace, manager: KeyManager) -> int:
             expires_at=None if expires is _UNSET else expires,
             metadata=metadata,
             rate_limit=None if rate_limit is _UNSET else rate_limit,
+            credits=_credits(args.credits, args.refill),
         )
         _print_issued(issued, args.json, "Created")
     elif action == "list":

@@ -68,11 +68,13 @@ def _refuse_async(error: AuthError) -> Any:
     return answer()
 
 
-def require_scopes(*scopes: str) -> Callable[[V], V]:
+def require_scopes(*scopes: str, cost: int = 1) -> Callable[[V], V]:
     """Require every one of ``scopes`` on a Django view: a function view (sync or async), or
     a class-based view (decorate the class). A refusal is the standard
     ``INSUFFICIENT_PERMISSIONS`` JSON answer (audited); without an authenticated request,
     ``MISSING_API_KEY``.
+    ``cost``: the credits one accepted request of the route spends from a key with credits
+    (default 1), charged at the same commit point.
 
     Example::
 
@@ -82,7 +84,7 @@ def require_scopes(*scopes: str) -> Callable[[V], V]:
         @require_scopes("orders:write")
         class Orders(View): ...
     """
-    required = required_scopes(scopes)
+    required = required_scopes(scopes, cost)
 
     def decorator(view: V) -> V:
         if isinstance(view, type):

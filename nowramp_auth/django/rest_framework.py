@@ -8,6 +8,7 @@ Example::
         authentication_classes = [ApiKeyAuthentication]   # works without the middleware too
         permission_classes = [HasScopes]
         required_scopes = ["orders:read"]                 # or {"GET": [...], "POST": [...]};
+        required_cost = 5       # optional: credits per accepted request (or {"POST": 5})
                                                           # a method missing from the dict is
                                                           # refused
 
@@ -24,6 +25,7 @@ Needs the ``drf`` extra (``pip install 'nowramp_auth[drf]'``).
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.signals import setting_changed
@@ -36,6 +38,7 @@ from .._authenticator import Authenticator
 from .._context import request_var
 from .._errors import AuthError, ErrorCode
 from .._models import Principal
+from .._route_scopes import Needs
 from ._settings import configured_authenticator
 from ._views import declared_scopes, public_error
 
@@ -102,7 +105,11 @@ def _view_scopes(view: Any, method: str) -> frozenset[str]:
         isinstance(p, HasScopes) for p in getattr(view, "get_permissions", lambda: [])()
     ):
         return frozenset()
-    return declared_scopes(getattr(view, "required_scopes", None), method)
+    scopes = declared_scopes(getattr(view, "required_scopes", None), method)
+    cost = getattr(view, "required_cost", 1)  # credits per accepted request (default 1)
+    if isinstance(cost, Mapping):
+        cost = cost.get(method.upper(), 1)
+    return Needs(scopes, cost) if cost != 1 else scopes
 
 
 class ApiKeyAuthentication(BaseAuthentication):

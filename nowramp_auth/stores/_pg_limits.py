@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from .._budgets import Limits, budget_counters, decode_limits
-from .._models import RateLimit, RateLimitStatus
+from .._budgets import Limits, Plan, budget_counters, decode_limits, refilled
+from .._models import KeyRecord, RateLimit, RateLimitStatus
 from ._errors import StoreUnavailable
 from ._pg_connections import PgConnections
 from ._pg_records import limits_json
@@ -38,7 +38,7 @@ class PgLimits:
             return status
         self.stats.sent("hit_rate_limit")
         if not isinstance(limit, RateLimit):
-            return self._hit_several(lineage, limit)
+            return self._hit_several(lineage, limit, now)
         sub = 0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS
         row = self._pg.write(
             lambda c: c.execute(
@@ -57,32 +57,79 @@ class PgLimits:
             int(retry_ms) / 1000,
         )
 
-    def _hit_several(self, lineage: str, several: Limits) -> RateLimitStatus:
-        # hit_rate_limits in the schema: every counter checked, then spent on all or none.
+    def _hit_several(self, lineage: str, several: Limits, now: datetime) -> RateLimitStatus:
+        # hit_rate_limits in the schema: every counter (and the credits) checked, then spent
+        # on all or none, in one statement.
         pairs = budget_counters(lineage, several)
         limits = [limit for _, limit in pairs]
         subs = [0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS for limit in limits]
+        credits = several.credits if isinstance(several, Plan) else None
+        refill = credits.refill if credits else None
+        arguments = (
+            [counter for counter, _ in pairs],
+            [limit.requests for limit in limits],
+            [limit.window_ms for limit in limits],
+            subs,
+            lineage if credits else None,
+            several.cost if isinstance(several, Plan) else 1,
+            refill.amount if refill else 0,
+            refill.every_ms if refill else 0,
+            int(now.timestamp() * 1000),
+        )
         row = self._pg.write(
             lambda c: c.execute(
-                "SELECT * FROM hit_rate_limits(%s, %s, %s, %s)",
-                (
-                    [counter for counter, _ in pairs],
-                    [limit.requests for limit in limits],
-                    [limit.window_ms for limit in limits],
-                    subs,
-                ),
+                "SELECT * FROM hit_rate_limits(%s, %s, %s, %s, %s, %s, %s, %s, %s)", arguments
             ).fetchone()
         )
         if row is None:  # pragma: no cover - the function always answers one row
             raise StoreUnavailable("PostgreSQL gave no rate-limit answer")
-        allowed, remaining, retry_ms, reset_ms, which = row
+        allowed, remaining, retry_ms, reset_ms, which, left, exhausted = row
         return RateLimitStatus(
-            limits[which].requests,
+            limits[which].requests if which >= 0 else 0,
             int(remaining),
             int(reset_ms) / 1000,
             bool(allowed),
             int(retry_ms) / 1000,
+            int(left) if credits and left is not None and left >= 0 else None,
+            bool(exhausted),
         )
+
+    def set_credits(self, record: KeyRecord, remaining: int, at: datetime) -> None:
+        """Start the credits of ``record``'s lineage (refills count from ``at``)."""
+        anchor = int(at.timestamp() * 1000)
+        self._pg.write(
+            lambda c: c.execute(
+                "INSERT INTO credits VALUES (%s, %s, %s, 0) ON CONFLICT (lineage) DO UPDATE "
+                "SET remaining = EXCLUDED.remaining, anchor_ms = EXCLUDED.anchor_ms, refills = 0",
+                (record.lineage, remaining, anchor),
+            )
+        )
+
+    def add_credits(self, record: KeyRecord, count: int, at: datetime) -> int:
+        """Add ``count`` credits (one statement); the count left, due refills counted."""
+        self._pg.write(
+            lambda c: c.execute(
+                "UPDATE credits SET remaining = remaining + %s WHERE lineage = %s",
+                (count, record.lineage),
+            )
+        )
+        left = self.get_credits(record, at)
+        return 0 if left is None else left
+
+    def get_credits(self, record: KeyRecord, at: datetime) -> int | None:
+        """The credits ``record``'s lineage has left at ``at`` (due refills counted)."""
+        if record.credits is None:
+            return None
+        row = self._pg.read(
+            lambda c: c.execute(
+                "SELECT remaining, anchor_ms, refills FROM credits WHERE lineage = %s",
+                (record.lineage,),
+            ).fetchone()
+        )
+        if row is None:
+            return 0
+        now_ms = int(at.timestamp() * 1000)
+        return refilled(int(row[0]), int(row[1]), int(row[2]), record.credits, now_ms)[0]
 
     def set_project_limits(self, project_id: str, limits: tuple[RateLimit, ...]) -> None:
         """Keep ``limits`` as the project's budgets (empty: none)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from .._budgets import decode_limits, encode_limits
+from .._budgets import credits_from_json, credits_to_json, decode_limits, encode_limits
 from .._models import KeyRecord, RateLimit, SessionRecord, StoredKey
 
 __all__ = [
@@ -25,7 +25,7 @@ __all__ = [
 KEY_COLUMNS = (
     "id, lineage, key_type, digest, hint, name, project_id, scopes, allowed_ips, metadata, "
     "rl_requests, rl_window_ms, created_at, expires_at, revoked_at, rotated_from, rotated_to, "
-    "lineage_id, rate_limits, project_limits"
+    "lineage_id, rate_limits, project_limits, credits"
 )
 SESSION_COLUMNS = (
     "id, key_id, project_id, customer_id, scopes, created_at, expires_at, revoked_at, digest"
@@ -57,6 +57,7 @@ def key_row(stored: StoredKey) -> tuple[Any, ...]:
         r.lineage_id,
         several,
         limits_json(r.project_limits),
+        Jsonb(credits_to_json(r.credits)) if r.credits else None,
     )
 
 
@@ -104,6 +105,7 @@ def key_from_row(row: tuple[Any, ...] | None) -> StoredKey | None:
         metadata=metadata if isinstance(metadata, dict) else json.loads(metadata or "{}"),
         rate_limits=limits,
         project_limits=decode_limits(row[19]),
+        credits=credits_from_json(row[20]),
         rotated_from=rotated_from,
         rotated_to=rotated_to,
         lineage_id=row[17],

@@ -105,6 +105,16 @@ class KeyStore(Protocol):
     def get_project_limits(self, project_id: str) -> tuple[RateLimit, ...]:
         """The budgets of ``project_id`` (empty: none)."""
 
+    def set_credits(self, record: KeyRecord, remaining: int, at: datetime) -> None:
+        """Start the credits of ``record``'s lineage at ``remaining`` (its refills count
+        from ``at``). Called before the key is inserted."""
+
+    def add_credits(self, record: KeyRecord, count: int, at: datetime) -> int:
+        """Add ``count`` credits to ``record``'s lineage (atomically); the count left."""
+
+    def get_credits(self, record: KeyRecord, at: datetime) -> int | None:
+        """The credits ``record``'s lineage has left at ``at`` (``None``: none)."""
+
     def list_keys(self, project_id: str | None = None) -> list[KeyRecord]:
         """Every key (of one project when given), oldest first."""
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .._budgets import decode_limits, encode_limits
+from .._budgets import credits_from_json, credits_to_json, decode_limits, encode_limits
 from .._keys import key_family
 from .._models import KeyRecord, RateLimit, SessionRecord, StoredKey
 
@@ -71,6 +71,11 @@ class KeyNames:
         :meth:`rate_log`."""
         return f"{self.ns}:rlc:{{{tag or key_family(lineage)}}}:{lineage}"
 
+    def credits(self, lineage: str, tag: str | None = None) -> str:
+        """The hash of a lineage's credits (r: left, a: refill anchor ms, d: refills done),
+        under the tag of the key's rate counters."""
+        return f"{self.ns}:cr:{{{tag or key_family(lineage)}}}:{lineage}"
+
     def project_limits(self, project_id: str) -> str:
         """The JSON list of a project's budgets."""
         return f"{self.ns}:pl:{{p:{project_id}}}"
@@ -109,6 +114,7 @@ def encode_key(stored: StoredKey) -> dict[str, str]:
         "digest": stored.digest,
         **_encode_rate_limit(r.rate_limits),
         "pls": encode_limits(r.project_limits) if r.project_limits else None,
+        "cr": json.dumps(credits_to_json(r.credits)) if r.credits else None,
     }
     return {k: v for k, v in fields.items() if v is not None}
 
@@ -185,6 +191,7 @@ def decode_key(fields: dict[str, str]) -> StoredKey | None:
         metadata=json.loads(fields.get("meta") or "{}"),
         rate_limits=_decode_rate_limits(fields),
         project_limits=decode_limits(fields.get("pls")),
+        credits=credits_from_json(fields.get("cr")),
         rotated_from=fields.get("from"),
         rotated_to=fields.get("to"),
         lineage_id=fields.get("lineage"),

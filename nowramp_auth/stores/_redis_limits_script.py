@@ -6,12 +6,19 @@ exact sliding log up to 1,000 requests per window, counts per sub-window above, 
 each other when a limit changes), under the lineage's hash tag, so the step runs on Redis
 Cluster. A request refused by one limit spends nothing of the others.
 
-KEYS: log and counts of limit 1, of limit 2, ...
-ARGV: m (limits), then limit, window ms, sub-windows (0: exact log) for each; the unique
-member prefix; k (requests to charge, >= 1).
+With credits, the key's credits hash (fields r: left, a: anchor ms, d: refills done) is
+checked in the same step: refills due on the application's clock (ARGV) top the count up to
+the refill's amount; the requests that fit every limit *and* the credits are accepted, each
+spending one credit.
+
+KEYS: log and counts of limit 1, of limit 2, ...; then the credits hash (with credits).
+ARGV: m (limits, may be 0), then limit, window ms, sub-windows (0: exact log) for each; the
+unique member prefix; k (requests to charge, >= 1); then with credits: '1', the credits
+one request costs, refill amount, refill period ms (0: none), the application's now ms (else
+'0' and placeholders).
 Returns {accepted (the first `accepted` of the k), remaining of the limit closest to
-refusing after them, that limit's size, retry_after_ms, reset_ms, that limit's window ms}
-(retry and reset for the refused ones: of the refusing limit that frees last).
+refusing after them, that limit's size (0: no limit), retry_after_ms, reset_ms, that limit's
+window ms, credits left (-1: no credits), 1 when the credits refused the rest}.
 """
 
 from __future__ import annotations
@@ -95,12 +102,40 @@ end
 
 local budgets = {}
 local accepted = k
+local rate_room = k
 for i = 1, m do
   local s = {log = KEYS[2 * i - 1], counts = KEYS[2 * i], limit = tonumber(ARGV[3 * i - 1]),
              window = tonumber(ARGV[3 * i]), n = tonumber(ARGV[3 * i + 1])}
   if s.n == 0 then prepare_log(s) else prepare_counts(s) end
   accepted = math.min(accepted, math.max(s.limit - s.count, 0))
   budgets[i] = s
+end
+rate_room = accepted
+
+local credits_left, exhausted, credit_retry = -1, 0, 0
+local ck = KEYS[2 * m + 1]
+if ARGV[3 * m + 4] == '1' then
+  local cost = tonumber(ARGV[3 * m + 5])
+  local amount, every = tonumber(ARGV[3 * m + 6]), tonumber(ARGV[3 * m + 7])
+  local appnow = tonumber(ARGV[3 * m + 8])
+  local c = redis.call('HMGET', ck, 'r', 'a', 'd')
+  local left = tonumber(c[1] or '0')
+  local anchor = tonumber(c[2] or appnow)
+  local done = tonumber(c[3] or '0')
+  if every > 0 then
+    local periods = math.max(0, math.floor((appnow - anchor) / every))
+    if periods > done then
+      if left < amount then left = amount end
+      done = periods
+      redis.call('HSET', ck, 'r', left, 'a', anchor, 'd', done)
+    end
+    credit_retry = anchor + (done + 1) * every - appnow
+  end
+  local affordable = math.floor(left / cost)
+  if affordable < accepted then accepted = affordable end
+  if accepted < k and affordable <= rate_room then exhausted = 1 end
+  if accepted > 0 then redis.call('HINCRBY', ck, 'r', -accepted * cost) end
+  credits_left = left - accepted * cost
 end
 
 local closest = nil
@@ -125,9 +160,15 @@ for i = 1, m do
   end
   if closest == nil or s.limit - s.count < closest.limit - closest.count then closest = s end
 end
+local c_remaining, c_limit, c_window = 0, 0, 0
+if closest ~= nil then
+  c_remaining, c_limit, c_window = closest.limit - closest.count, closest.limit, closest.window
+end
 if accepted == k then
-  return {accepted, closest.limit - closest.count, closest.limit, 0, closest.window,
-          closest.window}
+  return {accepted, c_remaining, c_limit, 0, c_window, c_window, credits_left, 0}
+end
+if exhausted == 1 then
+  return {accepted, c_remaining, c_limit, credit_retry, c_window, c_window, credits_left, 1}
 end
 -- Some were refused: room comes back when the full limit that frees last has room.
 local retry, reset, which = 0, 0, nil
@@ -148,5 +189,5 @@ for i = 1, m do
     if which == nil or r > retry then retry, reset, which = r, z, s end
   end
 end
-return {accepted, 0, which.limit, retry, reset, which.window}
+return {accepted, 0, which.limit, retry, reset, which.window, credits_left, 0}
 """

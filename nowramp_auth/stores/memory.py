@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from .._budgets import Limits, budget_counters, closest
 from .._keys import make_hasher
-from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
+from .._models import KeyRecord, RateLimit, SessionRecord, StoredKey
+from ._memory_limits import MemoryLimits
 from ._protocol import UPDATABLE_FIELDS, Usage, grace_cap_refused, rotation_refused
 from ._sliding_log import RateBudget
 from ._usage import History, UsageLog
@@ -26,7 +26,7 @@ from ._usage import History, UsageLog
 __all__ = ["MemoryKeyStore"]
 
 
-class MemoryKeyStore:
+class MemoryKeyStore(MemoryLimits):
     """In-memory key store implementing both the sync and the async store protocols.
 
     Parameters:
@@ -55,6 +55,7 @@ class MemoryKeyStore:
         self.fold_usage = self._usage.fold
         self._limits: dict[str, RateBudget] = {}
         self._project_limits: dict[str, tuple[RateLimit, ...]] = {}
+        self._credits: dict[str, list[int]] = {}  # lineage: [left, anchor ms, refills done]
 
     def __repr__(self) -> str:
         return f"MemoryKeyStore(keys={len(self._keys)}, sessions={len(self._sessions)})"
@@ -154,18 +155,6 @@ class MemoryKeyStore:
             self._keys[new_id] = StoredKey(new, new_digest)
             return old, new
 
-    def set_project_limits(self, project_id: str, limits: tuple[RateLimit, ...]) -> None:
-        """Keep ``limits`` as the project's budgets (empty: none)."""
-        with self._lock:
-            if limits:
-                self._project_limits[project_id] = limits
-            else:
-                self._project_limits.pop(project_id, None)
-
-    def get_project_limits(self, project_id: str) -> tuple[RateLimit, ...]:
-        """The project's budgets."""
-        return self._project_limits.get(project_id, ())
-
     def list_keys(self, project_id: str | None = None) -> list[KeyRecord]:
         """Every key (of one project when given), oldest first."""
         records = [s.record for s in list(self._keys.values())]
@@ -204,33 +193,6 @@ class MemoryKeyStore:
             return session
 
     # -- rate limits and usage ---------------------------------------------------------------
-    def hit_rate_limit(self, lineage: str, limit: Limits, now: datetime) -> RateLimitStatus:
-        """One step of the lineage's budget (exact sliding log, or sub-window counts above
-        1,000 requests per window), per process; with several limits, all or none."""
-        now_ms = int(now.timestamp() * 1000)
-        with self._lock:
-            if isinstance(limit, RateLimit):
-                return self._budget(lineage).hit(now_ms, limit.requests, limit.window_ms)
-            # Several limits: every counter has room, then one request goes into each; or
-            # none does (a refusal by one spends nothing of the others).
-            pairs = [(self._budget(c), lim) for c, lim in budget_counters(lineage, limit)]
-            checks = [b.hit(now_ms, lim.requests, lim.window_ms, False) for b, lim in pairs]
-            if all(check.allowed for check in checks):
-                checks = [b.hit(now_ms, lim.requests, lim.window_ms) for b, lim in pairs]
-            return closest(checks)
-
-    def _budget(self, counter: str) -> RateBudget:
-        budget = self._limits.get(counter)
-        if budget is None:
-            budget = self._limits[counter] = RateBudget()
-        return budget
-
-    async def hit_rate_limit_async(
-        self, lineage: str, limit: Limits, now: datetime
-    ) -> RateLimitStatus:
-        """Async twin of :meth:`hit_rate_limit`."""
-        return self.hit_rate_limit(lineage, limit, now)
-
     def record_usage(self, key_id: str, at: datetime) -> None:
         """Count one request (in memory, no I/O)."""
         self.count_request(key_id, at.timestamp())

@@ -181,7 +181,7 @@ class PostgresKeyStore(CachedReads, PgSessions, PgLimits, PgState):
     @counts_failures("insert_key")
     def insert_key(self, stored: StoredKey) -> None:
         """Add a new key; ``ValueError`` when the id exists."""
-        query = f"INSERT INTO keys ({KEY_COLUMNS}) VALUES ({_marks(20)})"
+        query = f"INSERT INTO keys ({KEY_COLUMNS}) VALUES ({_marks(21)})"
 
         def insert(conn: psycopg.Connection[Any]) -> None:
             conn.execute(query, key_row(stored))
@@ -292,10 +292,11 @@ class PostgresKeyStore(CachedReads, PgSessions, PgLimits, PgState):
                 metadata=r.metadata,
                 rate_limits=r.rate_limits,
                 project_limits=r.project_limits,
+                credits=r.credits,
                 rotated_from=old_id,
                 lineage_id=r.lineage,
             )
-            query = f"INSERT INTO keys ({KEY_COLUMNS}) VALUES ({_marks(20)})"
+            query = f"INSERT INTO keys ({KEY_COLUMNS}) VALUES ({_marks(21)})"
             conn.execute(query, key_row(StoredKey(new, new_digest)))
             expires = grace_end if r.expires_at is None else min(r.expires_at, grace_end)
             row = conn.execute(

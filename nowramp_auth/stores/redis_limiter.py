@@ -14,13 +14,14 @@ limits are counted in Redis).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from .._budgets import Limits, SharedLimits, budget_counters
+from .._budgets import Limits, Plan, budget_counters, credits_tag
 from .._models import RateLimit, RateLimitStatus, accepted_status
 from ._redis_clients import DEFAULT_MAX_CONNECTIONS, DEFAULT_QUEUE_TIMEOUT, RedisClients
 from ._redis_codec import KeyNames
@@ -128,13 +129,12 @@ class RedisRateLimiter:
         self._calls[lineage] = (limit, call)
         return call
 
-    def _call_several(
-        self, lineage: str, limits: tuple[RateLimit, ...] | SharedLimits
-    ) -> _RateCall:
+    def _call_several(self, lineage: str, limits: tuple[RateLimit, ...] | Plan) -> _RateCall:
         # RATE_LIMITS: every counter the request touches under one hash tag (one slot): the
         # lineage's, or the project's when the project has budgets (its keys' own counters
         # live there too, so one script call reaches all of them on a cluster).
-        tag = f"p:{limits.project_id}" if isinstance(limits, SharedLimits) else None
+        plan = limits if isinstance(limits, Plan) else None
+        tag = credits_tag(plan.project_id) if plan else None
         pairs = budget_counters(lineage, limits)
         keys: list[str] = []
         args: list[int] = [len(pairs)]
@@ -142,12 +142,24 @@ class RedisRateLimiter:
             keys += [self.names.rate_log(counter, tag), self.names.rate_counts(counter, tag)]
             sub_windows = 0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS
             args += [limit.requests, limit.window_ms, sub_windows]
+        credits = plan.credits if plan else None
+        if credits is not None:
+            keys.append(self.names.credits(lineage, tag))
+            refill = credits.refill
+            cost = plan.cost if plan else 1
+            args += [1, cost, refill.amount if refill else 0, refill.every_ms if refill else 0]
+        else:
+            args += [0, 1, 0, 0]
         group = lineage + "".join(f"\x00{a}" for a in args)
         return keys, tuple(args), group
 
     def _argv_several(self, args: Sequence[Any], requests: int) -> list[Any]:
+        # A call of a key with credits carries the application's clock (its refills) as its
+        # last argument (see _with_now); merged calls take the first one's.
         member = f"{self._member_prefix}{next(self._members)}"
-        return [*args, member, requests]
+        m = int(args[0])
+        tail = args[3 * m + 1 :]
+        return [*args[: 3 * m + 1], member, requests, *tail, *([0] if len(tail) == 4 else [])]
 
     def _argv(self, limit: Sequence[Any], requests: int) -> list[Any]:
         # RATE_LIMIT's ARGV for one call charging `requests` requests; the member prefix is
@@ -177,6 +189,7 @@ class RedisRateLimiter:
         keys, args, _ = self._call(lineage, limit)
         self.stats.sent("hit_rate_limit")
         if not isinstance(limit, RateLimit):
+            args = _with_now(limit, args, now.timestamp())
             reply = run_script(self._clients, "RATE_LIMITS", keys, self._argv_several(args, 1))
             return _statuses_several(reply, 1, args)[0]
         reply = run_script(self._clients, "RATE_LIMIT", keys, self._argv(args, 1))
@@ -191,6 +204,7 @@ class RedisRateLimiter:
         A plain method returning the future: no coroutine of its own per request."""
         keys, args, group = self._call(lineage, limit)
         if not isinstance(limit, RateLimit):
+            args = _with_now(limit, args, now.timestamp())
             return self._pipeline_several().submit(keys, args, group)
         return self._pipeline().submit(keys, args, group)
 
@@ -204,7 +218,7 @@ class RedisRateLimiter:
         if not isinstance(limit, RateLimit):
 
             def charge_several(now: float) -> Awaitable[RateLimitStatus]:
-                return self._pipeline_several().submit(keys, args, group)
+                return self._pipeline_several().submit(keys, _with_now(limit, args, now), group)
 
             return charge_several
 
@@ -240,11 +254,32 @@ def _statuses_several(reply: list[Any], charged: int, args: Sequence[Any]) -> li
     # RATE_LIMITS' reply for `charged` requests of one key with several limits: the
     # accepted ones carry the state of the limit closest to refusing, the refused ones that
     # of the refusing limit that frees last.
-    accepted, remaining, limit, retry_ms, reset_ms, window_ms = (int(x) for x in reply)
+    accepted, remaining, limit, retry_ms, reset_ms, window_ms, left, out = (int(x) for x in reply)
+    cost = int(args[3 * int(args[0]) + 2])
     reset = window_ms / 1000
     last = remaining + accepted - 1
     statuses = [accepted_status(limit, last - index, reset) for index in range(accepted)]
+    if left >= 0:  # a key with credits: what was left after each request
+        statuses = [
+            dataclasses.replace(status, credits_remaining=left + (accepted - 1 - index) * cost)
+            for index, status in enumerate(statuses)
+        ]
     if accepted < charged:
-        refused = RateLimitStatus(limit, 0, reset_ms / 1000, False, retry_ms / 1000)
+        refused = RateLimitStatus(
+            limit,
+            0,
+            reset_ms / 1000,
+            False,
+            retry_ms / 1000,
+            left if left >= 0 else None,
+            bool(out),
+        )
         statuses += [refused] * (charged - accepted)
     return statuses
+
+
+def _with_now(limits: Limits, args: tuple[Any, ...], now: float) -> tuple[Any, ...]:
+    # The application's clock (epoch ms) for a key with credits: its refills are due by it.
+    if isinstance(limits, Plan) and limits.credits is not None:
+        return (*args, int(now * 1000))
+    return args

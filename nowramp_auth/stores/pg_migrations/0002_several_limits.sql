@@ -10,19 +10,35 @@ CREATE TABLE project_budgets (
 );
 ALTER TABLE keys ADD COLUMN project_limits jsonb;
 
+-- Credits: the configuration with each key (credits), the count per lineage here. A refill
+-- tops `remaining` up to its amount once per period counted from anchor_ms.
+ALTER TABLE keys ADD COLUMN credits jsonb;
+CREATE TABLE credits (
+    lineage     text PRIMARY KEY,
+    remaining   bigint NOT NULL,
+    anchor_ms   bigint NOT NULL,
+    refills     bigint NOT NULL DEFAULT 0
+);
+
 -- Several budgets of one request, checked and spent together in one statement: when every
 -- counter has room, one request is counted in each; when any is full, none is. Answers the
 -- status of the limit closest to refusing (accepted) or of the refusing limit that frees
 -- last (refused). Counters are locked in a fixed order, so concurrent calls never deadlock.
 CREATE FUNCTION hit_rate_limits(
-    p_counters text[], p_limits integer[], p_windows bigint[], p_subs integer[]
+    p_counters text[], p_limits integer[], p_windows bigint[], p_subs integer[],
+    p_credits text, p_cost integer, p_amount integer, p_every bigint, p_app_now bigint
 )
 RETURNS TABLE (allowed boolean, remaining integer, retry_ms bigint, reset_ms bigint,
-               which integer)
+               which integer, credits_left bigint, exhausted boolean)
 LANGUAGE plpgsql AS $fn$
 DECLARE
     v_now      bigint := floor(extract(epoch FROM clock_timestamp()) * 1000);
-    v_n        integer := array_length(p_counters, 1);
+    v_n        integer := coalesce(array_length(p_counters, 1), 0);
+    v_left     bigint;
+    v_anchor   bigint;
+    v_done     bigint;
+    v_periods  bigint;
+    v_wait     bigint := 0;
     v_used     bigint[] := array_fill(0::bigint, ARRAY[v_n]);
     v_retry    bigint[] := array_fill(0::bigint, ARRAY[v_n]);
     v_reset    bigint[] := array_fill(0::bigint, ARRAY[v_n]);
@@ -67,9 +83,33 @@ BEGIN
             END IF;
         END IF;
     END LOOP;
+    IF p_credits IS NOT NULL THEN  -- the key's credits, refills due on the app's clock
+        SELECT c.remaining, c.anchor_ms, c.refills INTO v_left, v_anchor, v_done
+            FROM credits c WHERE c.lineage = p_credits FOR UPDATE;
+        v_left := coalesce(v_left, 0);
+        IF p_every > 0 AND v_anchor IS NOT NULL THEN
+            v_periods := greatest(0, floor((p_app_now - v_anchor)::numeric / p_every));
+            IF v_periods > v_done THEN
+                v_left := greatest(v_left, p_amount);
+                v_done := v_periods;
+                UPDATE credits SET remaining = v_left, refills = v_done
+                    WHERE lineage = p_credits;
+            END IF;
+            v_wait := v_anchor + (v_done + 1) * p_every - p_app_now;
+        END IF;
+        IF v_left < p_cost THEN  -- exhausted: nothing is spent
+            RETURN QUERY SELECT false, 0, v_wait, 0::bigint, -1, v_left, true;
+            RETURN;
+        END IF;
+    END IF;
     IF v_best > 0 THEN  -- refused by at least one: nothing is spent
-        RETURN QUERY SELECT false, 0, v_retry[v_best], v_reset[v_best], v_best - 1;
+        RETURN QUERY SELECT false, 0, v_retry[v_best], v_reset[v_best], v_best - 1,
+            coalesce(v_left, -1), false;
         RETURN;
+    END IF;
+    IF p_credits IS NOT NULL THEN
+        v_left := v_left - p_cost;  -- (under the row lock taken above)
+        UPDATE credits SET remaining = v_left WHERE lineage = p_credits;
     END IF;
     FOR i IN 1 .. v_n LOOP
         IF p_subs[i] = 0 THEN
@@ -83,7 +123,11 @@ BEGIN
             v_best := i;
         END IF;
     END LOOP;
+    IF v_best = 0 THEN  -- credits only, no limit
+        RETURN QUERY SELECT true, 0, 0::bigint, 0::bigint, -1, v_left, false;
+        RETURN;
+    END IF;
     RETURN QUERY SELECT true, (p_limits[v_best] - v_used[v_best] - 1)::integer, 0::bigint,
-        p_windows[v_best], v_best - 1;
+        p_windows[v_best], v_best - 1, coalesce(v_left, -1), false;
 END
 $fn$;
