@@ -263,6 +263,7 @@ def _targets(results: dict[str, Any]) -> str:
     worst_refusal = max(ratios[f"asgi/{n}"] for n in asgi.REFUSALS)
     flask = ratios["wsgi/Flask + ours, memory store"]
     um, ul, ulf = e[e2e.UVICORN_MEMORY], e[e2e.UVICORN_LIMITED], e[e2e.UVICORN_LIMITED_FROZEN]
+    uq = e[e2e.UVICORN_QUOTAS]
     trips = results["scale_out"]
     rate = results["rate_state"]
     rows = [
@@ -276,6 +277,13 @@ def _targets(results: dict[str, Any]) -> str:
         ["rate-limited key p99 <= 1.3x unlimited key (Redis)", ul["p99_ratio"], 1.3, "<="],
         ["the same, gc.freeze(): req/s >= 0.8x", ulf["rps_ratio"], 0.8, ">="],
         ["the same, gc.freeze(): p99 <= 1.3x", ulf["p99_ratio"], 1.3, "<="],
+        [
+            "key limit + project budget + credits >= 0.8x unlimited key req/s",
+            uq["rps_ratio"],
+            0.8,
+            ">=",
+        ],
+        ["the same >= 0.95x a key with one limit (within 5%)", uq["rps_vs_one_limit"], 0.95, ">="],
     ]
     table = [
         [name, f"{value:.2f}x", _met(value <= bound if op == "<=" else value >= bound)]

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import httpx
 
-from nowramp_auth import KeyManager, RateLimit, RedisKeyStore
+from nowramp_auth import Credits, KeyManager, RateLimit, RedisKeyStore
 from tests.redis_servers import free_port
 
 from .asgi import BARE_KEY, HAND_KEY
@@ -58,6 +58,7 @@ UVICORN_REDIS = "uvicorn: ours, Redis (warm cache)"
 UVICORN_LIMITED = "uvicorn: ours, Redis, rate-limited key"
 UVICORN_REDIS_FROZEN = "uvicorn: ours, Redis (warm cache), gc.freeze()"
 UVICORN_LIMITED_FROZEN = "uvicorn: ours, Redis, rate-limited key, gc.freeze()"
+UVICORN_QUOTAS = "uvicorn: ours, Redis, key limit + project budget + credits"
 GUNICORN_BARE = "gunicorn: bare Flask"
 GUNICORN_MEMORY = "gunicorn: Flask + ours, memory store"
 
@@ -69,6 +70,7 @@ BASELINES = {
     UVICORN_LIMITED: UVICORN_REDIS,
     UVICORN_REDIS_FROZEN: UVICORN_BARE,
     UVICORN_LIMITED_FROZEN: UVICORN_REDIS_FROZEN,
+    UVICORN_QUOTAS: UVICORN_REDIS,
     GUNICORN_MEMORY: GUNICORN_BARE,
 }
 """What each case's ratio compares it with (a rate-limited key with the unlimited one)."""
@@ -162,9 +164,10 @@ def _load(port: int, seconds: float, key: str | None) -> dict[str, float]:
     return _python_load(port, seconds, key)
 
 
-def redis_keys(redis_url: str, namespace: str) -> tuple[str, str]:
-    """Two keys the Redis cases present: an unlimited one, and one with a rate limit it
-    never reaches (both with the apps' scope and a loopback allowlist)."""
+def redis_keys(redis_url: str, namespace: str) -> tuple[str, str, str]:
+    """Three keys the Redis cases present: an unlimited one, one with a rate limit it never
+    reaches, and one with a key limit, a project budget and credits it never uses up (all
+    with the apps' scope and a loopback allowlist)."""
     store = RedisKeyStore.from_url(redis_url, namespace=namespace)
     try:
         manager = KeyManager(store)
@@ -174,15 +177,23 @@ def redis_keys(redis_url: str, namespace: str) -> tuple[str, str]:
             allowed_ips=["127.0.0.0/8"],
             rate_limit=RateLimit(10**9, timedelta(hours=1)),
         )
+        manager.set_project_limits("bench-partner", [RateLimit(10**9, timedelta(days=1))])
+        quotas = manager.create(
+            scopes=["quotes:read"],
+            allowed_ips=["127.0.0.0/8"],
+            project_id="bench-partner",
+            rate_limit=RateLimit(10**9, timedelta(hours=1)),
+            credits=Credits(10**12),
+        )
     finally:
         store.close()
-    return unlimited.secret, limited.secret
+    return unlimited.secret, limited.secret, quotas.secret
 
 
 def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, float]]:
     """Requests/s and latency percentiles per case (medians over ``rounds``)."""
     namespace = "bench-e2e"
-    redis_key, limited_key = redis_keys(redis_url, namespace)
+    redis_key, limited_key, quotas_key = redis_keys(redis_url, namespace)
     redis_env = {"BENCH_REDIS_URL": redis_url, "BENCH_NAMESPACE": namespace}
     with tempfile.TemporaryDirectory() as directory:
         files = {name: str(Path(directory) / name) for name in ("uvicorn", "gunicorn")}
@@ -199,6 +210,7 @@ def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, f
             UVICORN_NO_KEY: UVICORN_BARE,
             UVICORN_LIMITED: UVICORN_REDIS,
             UVICORN_LIMITED_FROZEN: UVICORN_REDIS_FROZEN,
+            UVICORN_QUOTAS: UVICORN_REDIS,
         }
         order = [
             UVICORN_BARE,
@@ -207,6 +219,7 @@ def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, f
             UVICORN_MEMORY,
             UVICORN_REDIS,
             UVICORN_LIMITED,
+            UVICORN_QUOTAS,
             UVICORN_REDIS_FROZEN,
             UVICORN_LIMITED_FROZEN,
             GUNICORN_BARE,
@@ -226,6 +239,7 @@ def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, f
                     UVICORN_MEMORY: Path(files["uvicorn"]).read_text(),
                     UVICORN_REDIS: redis_key,
                     UVICORN_LIMITED: limited_key,
+                    UVICORN_QUOTAS: quotas_key,
                     UVICORN_REDIS_FROZEN: redis_key,
                     UVICORN_LIMITED_FROZEN: limited_key,
                     GUNICORN_BARE: BARE_KEY,
@@ -254,4 +268,9 @@ def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, f
             results[name]["p99_ratio"] = statistics.median(
                 [a["p99_ms"] / b["p99_ms"] for a, b in pairs]
             )
+    # The quota key against a key with one limit, too (within each round).
+    pairs = list(zip(samples[UVICORN_QUOTAS], samples[UVICORN_LIMITED], strict=True))
+    results[UVICORN_QUOTAS]["rps_vs_one_limit"] = statistics.median(
+        [a["rps"] / b["rps"] for a, b in pairs]
+    )
     return results

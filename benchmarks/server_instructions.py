@@ -140,7 +140,7 @@ def _count(mode: str, env: dict[str, str], key: str | None, requests: int) -> fl
 def run(requests: int = REQUESTS) -> dict[str, float]:
     """Instructions per request of each case's server."""
     with private_redis() as redis:
-        unlimited, limited = redis_keys(redis.url, NAMESPACE)
+        unlimited, limited, _ = redis_keys(redis.url, NAMESPACE)
         env = {"BENCH_REDIS_URL": redis.url, "BENCH_NAMESPACE": NAMESPACE}
         return {
             BARE: _count("bare", {}, BARE_KEY, requests),
