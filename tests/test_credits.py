@@ -305,3 +305,49 @@ def test_the_cli_creates_keys_with_credits_and_adds_some(redis_url: str, namespa
     assert "credits left: 503" in cli("show", key["id"]).stdout
     refused = cli("credits", key["id"], "--add", "0")
     assert refused.returncode != 0 and "at least 1" in refused.stderr
+
+
+def test_credits_counted_by_a_redis_limiter_beside_postgres(
+    request: pytest.FixtureRequest, namespace: str
+):
+    """A PostgreSQL store whose limits a RedisRateLimiter counts keeps credits there too."""
+    from nowramp_auth import RedisRateLimiter
+
+    limiter = RedisRateLimiter.from_url(request.getfixturevalue("redis_url"), namespace=namespace)
+    request.addfinalizer(limiter.close)
+    store = make_store("postgres", request, namespace, rate_limiter=limiter)
+    manager, auth = KeyManager(store), Authenticator(store)
+    key = manager.create(scopes=["quotes:read"], project_id="p1", credits=Credits(2))
+    assert _outcomes(auth, key.secret, 3) == ["ok", "ok", "CREDITS_EXHAUSTED"]
+    assert manager.add_credits(key.key.id, 1) == 1
+    assert manager.get(key.key.id).credits_remaining == 1
+
+
+@pytest.mark.parametrize("kind", ["memory", "postgres"])
+def test_export_and_import_keep_limits_budgets_and_credits(
+    kind: str, request: pytest.FixtureRequest, namespace: str
+):
+    import io
+
+    from nowramp_auth import MemoryKeyStore
+    from nowramp_auth.cli._key_transfer import export_keys, import_keys
+
+    source = MemoryKeyStore()
+    manager = KeyManager(source)
+    manager.set_project_limits("p1", [RateLimit(9, timedelta(hours=1))])
+    key = manager.create(
+        scopes=["quotes:read"],
+        project_id="p1",
+        rate_limit=[RateLimit(5, timedelta(hours=1), name="a"), RateLimit(7, timedelta(days=1))],
+        credits=Credits(4, Refill(4, timedelta(days=1))),
+    )
+    Authenticator(source).authenticate(key.secret)  # one credit spent: 3 left
+    out = io.StringIO()
+    export_keys(source, manager.list(), out)
+    target: KeyStore = make_store(kind, request, namespace)
+    assert import_keys(target, io.StringIO(out.getvalue())) == (1, 0)
+    moved = KeyManager(target).get(key.key.id)
+    assert moved.rate_limits == key.key.rate_limits
+    assert moved.project_limits == (RateLimit(9, timedelta(hours=1)),)
+    assert moved.credits == key.key.credits and moved.credits_remaining == 3
+    assert _outcomes(Authenticator(target), key.secret, 4) == ["ok"] * 3 + ["CREDITS_EXHAUSTED"]

@@ -1,7 +1,8 @@
 """``nowramp-auth keys export`` / ``keys import``: move keys between stores as JSON lines.
 
 Each line is one key: its record (ids, type, scopes, project, allowlist, times, rotation links
-and lineage, metadata, rate limit), its digest and its usage, never a plaintext. Imported keys
+and lineage, metadata, rate limits, project budgets, credits and what is left of them), its
+digest and its usage, never a plaintext. Imported keys
 keep their ids and digests, so every secret issued by the old store works unchanged on the
 new one (give both the same pepper). Importing is idempotent: a key already there is left
 alone and counted as skipped.
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
+from .._limits import Credits, Refill
 from .._models import KeyRecord, RateLimit, StoredKey
 from ._common import UsageError
 
@@ -42,10 +44,16 @@ def import_keys(store: Any, lines: Iterable[str]) -> tuple[int, int]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        stored, usage = _parse(line, number)
+        stored, usage, left = _parse(line, number)
+        if store.get_key(stored.record.id) is not None:  # the id exists: leave it
+            skipped += 1
+            continue
+        record = stored.record
+        if record.credits is not None and record.lineage == record.id:  # once per lineage
+            store.set_credits(record, left, record.created_at)
         try:
             store.insert_key(stored)
-        except ValueError:  # the id exists: leave it
+        except ValueError:  # inserted meanwhile
             skipped += 1
             continue
         count, last = usage
@@ -55,7 +63,7 @@ def import_keys(store: Any, lines: Iterable[str]) -> tuple[int, int]:
     return imported, skipped
 
 
-def _parse(line: str, number: int) -> tuple[StoredKey, tuple[int, datetime | None]]:
+def _parse(line: str, number: int) -> tuple[StoredKey, tuple[int, datetime | None], int]:
     try:
         data = json.loads(line)
         if data.get("format") != FORMAT:
@@ -77,25 +85,24 @@ def _parse(line: str, number: int) -> tuple[StoredKey, tuple[int, datetime | Non
             revoked_at=_time(key["revoked_at"]),
             hint=str(key["hint"]),
             metadata=dict(key["metadata"]),
-            rate_limits=tuple(
-                RateLimit(
-                    int(limit["requests"]),
-                    timedelta(seconds=float(limit["window_seconds"])),
-                    limit.get("name"),
-                )
-                for limit in limits
-            ),
+            rate_limits=tuple(_limit(limit) for limit in limits),
             rotated_from=key["rotated_from"],
             rotated_to=key["rotated_to"],
             lineage_id=key["lineage_id"] if key["lineage_id"] != key["id"] else None,
+            project_limits=tuple(_limit(limit) for limit in key.get("project_limits") or ()),
+            credits=_credits(key.get("credits")),
         )
         digest = str(data["digest"])
         if len(digest) != 64:
             raise ValueError("bad digest")
         usage = (int(key.get("request_count") or 0), _time(key.get("last_used_at")))
+        left = key.get("credits_remaining")
+        left = (
+            int(left) if left is not None else (record.credits.remaining if record.credits else 0)
+        )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"line {number} is not an exported key ({exc})") from None
-    return StoredKey(record, digest), usage
+    return StoredKey(record, digest), usage, left
 
 
 def _required_time(value: object) -> datetime:
@@ -112,3 +119,21 @@ def _time(value: object) -> datetime | None:
     if parsed.tzinfo is None:
         raise ValueError("times must carry their UTC offset")
     return parsed
+
+
+def _limit(data: dict[str, Any]) -> RateLimit:
+    return RateLimit(
+        int(data["requests"]), timedelta(seconds=float(data["window_seconds"])), data.get("name")
+    )
+
+
+def _credits(data: dict[str, Any] | None) -> Credits | None:
+    if not data:
+        return None
+    refill = data.get("refill")
+    return Credits(
+        int(data["remaining"]),
+        Refill(int(refill["amount"]), timedelta(seconds=float(refill["every_seconds"])))
+        if refill
+        else None,
+    )

@@ -95,7 +95,11 @@ class PgLimits:
         )
 
     def set_credits(self, record: KeyRecord, remaining: int, at: datetime) -> None:
-        """Start the credits of ``record``'s lineage (refills count from ``at``)."""
+        """Start the credits of ``record``'s lineage (refills count from ``at``): in
+        ``rate_limiter`` when given (it counts them with the limits), else in the table."""
+        if self.limiter is not None:
+            self.limiter.set_credits(record, remaining, at)
+            return
         anchor = int(at.timestamp() * 1000)
         self._pg.write(
             lambda c: c.execute(
@@ -107,6 +111,9 @@ class PgLimits:
 
     def add_credits(self, record: KeyRecord, count: int, at: datetime) -> int:
         """Add ``count`` credits (one statement); the count left, due refills counted."""
+        if self.limiter is not None:
+            added: int = self.limiter.add_credits(record, count, at)
+            return added
         self._pg.write(
             lambda c: c.execute(
                 "UPDATE credits SET remaining = remaining + %s WHERE lineage = %s",
@@ -120,6 +127,9 @@ class PgLimits:
         """The credits ``record``'s lineage has left at ``at`` (due refills counted)."""
         if record.credits is None:
             return None
+        if self.limiter is not None:
+            left: int | None = self.limiter.get_credits(record, at)
+            return left
         row = self._pg.read(
             lambda c: c.execute(
                 "SELECT remaining, anchor_ms, refills FROM credits WHERE lineage = %s",

@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
 
-from .._budgets import Limits, credits_tag, decode_limits, encode_limits, refilled
+from .._budgets import Limits, decode_limits, encode_limits
 from .._keys import make_hasher
 from .._models import KeyRecord, RateLimit, RateLimitStatus, SessionRecord, StoredKey
 from ._cache_sync import CachedReads, CacheSync, close_at_exit_and_reset_after_fork
@@ -300,28 +300,16 @@ class RedisKeyStore(CachedReads, RedisSessions, RedisUsage, RedisDashboardState)
             self._clients.write(lambda client: client.delete(name))
 
     def set_credits(self, record: KeyRecord, remaining: int, at: datetime) -> None:
-        """Start the credits of ``record``'s lineage (refills count from ``at``)."""
-        name = self.names.credits(record.lineage, credits_tag(record.project_id))
-        fields = {"r": remaining, "a": int(at.timestamp() * 1000), "d": 0}
-        self._clients.write(lambda client: client.hset(name, mapping=fields))
+        """Start the credits of ``record``'s lineage (see :class:`RedisRateLimiter`)."""
+        self.limiter.set_credits(record, remaining, at)
 
     def add_credits(self, record: KeyRecord, count: int, at: datetime) -> int:
-        """Add ``count`` credits (one atomic HINCRBY); the count left, due refills counted."""
-        name = self.names.credits(record.lineage, credits_tag(record.project_id))
-        self._clients.write(lambda client: client.hincrby(name, "r", count))
-        left = self.get_credits(record, at)
-        return 0 if left is None else left
+        """Add ``count`` credits (see :class:`RedisRateLimiter`); the count left."""
+        return self.limiter.add_credits(record, count, at)
 
     def get_credits(self, record: KeyRecord, at: datetime) -> int | None:
         """The credits ``record``'s lineage has left at ``at`` (due refills counted)."""
-        if record.credits is None:
-            return None
-        name = self.names.credits(record.lineage, credits_tag(record.project_id))
-        left, anchor, done = self._clients.read(lambda client: client.hmget(name, "r", "a", "d"))
-        if left is None:
-            return 0
-        now_ms = int(at.timestamp() * 1000)
-        return refilled(int(left), int(anchor), int(done), record.credits, now_ms)[0]
+        return self.limiter.get_credits(record, at)
 
     def get_project_limits(self, project_id: str) -> tuple[RateLimit, ...]:
         """The project's budgets."""

@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from .._budgets import Limits, Plan, budget_counters, credits_tag
-from .._models import RateLimit, RateLimitStatus, accepted_status
+from .._budgets import Limits, Plan, budget_counters, credits_tag, refilled
+from .._models import KeyRecord, RateLimit, RateLimitStatus, accepted_status
 from ._redis_clients import DEFAULT_MAX_CONNECTIONS, DEFAULT_QUEUE_TIMEOUT, RedisClients
 from ._redis_codec import KeyNames
 from ._redis_pipeline import Merging, ScriptPipeline
@@ -226,6 +226,30 @@ class RedisRateLimiter:
             return self._pipeline().submit(keys, args, group)
 
         return charge
+
+    def set_credits(self, record: KeyRecord, remaining: int, at: datetime) -> None:
+        """Start the credits of ``record``'s lineage (refills count from ``at``)."""
+        name = self.names.credits(record.lineage, credits_tag(record.project_id))
+        fields = {"r": remaining, "a": int(at.timestamp() * 1000), "d": 0}
+        self._clients.write(lambda client: client.hset(name, mapping=fields))
+
+    def add_credits(self, record: KeyRecord, count: int, at: datetime) -> int:
+        """Add ``count`` credits (one atomic HINCRBY); the count left, due refills counted."""
+        name = self.names.credits(record.lineage, credits_tag(record.project_id))
+        self._clients.write(lambda client: client.hincrby(name, "r", count))
+        left = self.get_credits(record, at)
+        return 0 if left is None else left
+
+    def get_credits(self, record: KeyRecord, at: datetime) -> int | None:
+        """The credits ``record``'s lineage has left at ``at`` (due refills counted)."""
+        if record.credits is None:
+            return None
+        name = self.names.credits(record.lineage, credits_tag(record.project_id))
+        left, anchor, done = self._clients.read(lambda client: client.hmget(name, "r", "a", "d"))
+        if left is None:
+            return 0
+        now_ms = int(at.timestamp() * 1000)
+        return refilled(int(left), int(anchor), int(done), record.credits, now_ms)[0]
 
     def close(self) -> None:
         """Close the sync client (a limiter sharing a store's clients leaves that to it)."""
