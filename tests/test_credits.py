@@ -351,3 +351,19 @@ def test_export_and_import_keep_limits_budgets_and_credits(
     assert moved.project_limits == (RateLimit(9, timedelta(hours=1)),)
     assert moved.credits == key.key.credits and moved.credits_remaining == 3
     assert _outcomes(Authenticator(target), key.secret, 4) == ["ok"] * 3 + ["CREDITS_EXHAUSTED"]
+
+
+def test_a_drf_views_required_cost_is_read_and_validated():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from nowramp_auth.django._views import declared_cost
+
+    class Orders:
+        required_cost = {"POST": 5}  # noqa: RUF012 (DRF's idiom)
+
+    class Bad:
+        required_cost = 0
+
+    assert declared_cost(Orders, "post") == 5 and declared_cost(Orders, "GET") == 1
+    with pytest.raises(ImproperlyConfigured, match="required_cost"):
+        declared_cost(Bad, "GET")

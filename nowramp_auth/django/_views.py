@@ -19,7 +19,7 @@ from django.urls import Resolver404, resolve
 
 from .._errors import AuthError, ErrorCode
 from .._guards import required_scopes, scope_guard
-from .._route_scopes import record_scopes, recorded_scopes
+from .._route_scopes import Needs, combined, record_scopes, recorded_scopes
 from .._scopes import check_scope_name
 
 __all__ = [
@@ -100,7 +100,7 @@ def _guard_class(view_class: type, required: frozenset[str]) -> type:
     # An async class-based view's dispatch returns a coroutine: so must its refusal.
     guarded = scope_guard(dispatch, required, _refuse_async if is_async else refusal)
     view_class.dispatch = functools.wraps(dispatch)(guarded)  # type: ignore[attr-defined]
-    record_scopes(view_class, required | recorded_scopes(view_class))
+    record_scopes(view_class, combined([required, recorded_scopes(view_class)]))
     return view_class
 
 
@@ -124,6 +124,17 @@ def declared_scopes(declared: object, method: str) -> frozenset[str]:
     return frozenset(check_scope_name(s) for s in _as_list(declared))
 
 
+def declared_cost(view: object, method: str) -> int:
+    """The credits one accepted request of ``method`` costs on a DRF view: its
+    ``required_cost`` (an int, or a dict by method), 1 when it declares none."""
+    cost = getattr(view, "required_cost", 1)
+    if isinstance(cost, Mapping):
+        cost = cost.get(method.upper(), 1)
+    if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+        raise ImproperlyConfigured(f"required_cost must be an int of at least 1, got {cost!r}")
+    return cost
+
+
 def _as_list(scopes: object) -> Iterable[str]:
     if isinstance(scopes, str):  # one scope given as a string, not a list
         return [scopes]
@@ -132,13 +143,15 @@ def _as_list(scopes: object) -> Iterable[str]:
 
 def view_scopes(view: Callable[..., Any], method: str) -> frozenset[str]:
     """Every scope the view (as the URL resolver returns it) requires of ``method``."""
-    scopes = recorded_scopes(view)
+    parts = [recorded_scopes(view)]
     view_class = getattr(view, "view_class", None) or getattr(view, "cls", None)
     if view_class is not None:
-        scopes = scopes | recorded_scopes(view_class)
+        parts.append(recorded_scopes(view_class))
         if _checks_has_scopes(view_class):
-            scopes = scopes | declared_scopes(getattr(view_class, "required_scopes", None), method)
-    return scopes
+            declared = declared_scopes(getattr(view_class, "required_scopes", None), method)
+            cost = declared_cost(view_class, method)
+            parts.append(Needs(declared, cost) if cost != 1 else declared)
+    return combined(parts)
 
 
 CHECKS_DECLARED_SCOPES = "__nowramp_checks_required_scopes__"

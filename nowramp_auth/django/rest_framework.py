@@ -25,7 +25,6 @@ Needs the ``drf`` extra (``pip install 'nowramp_auth[drf]'``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 from typing import Any
 
 from django.core.signals import setting_changed
@@ -40,7 +39,7 @@ from .._errors import AuthError, ErrorCode
 from .._models import Principal
 from .._route_scopes import Needs
 from ._settings import configured_authenticator
-from ._views import declared_scopes, public_error
+from ._views import declared_cost, declared_scopes, public_error
 
 __all__ = ["ApiKeyAuthentication", "ApiKeyRefused", "ApiKeyUser", "HasScopes"]
 
@@ -106,9 +105,7 @@ def _view_scopes(view: Any, method: str) -> frozenset[str]:
     ):
         return frozenset()
     scopes = declared_scopes(getattr(view, "required_scopes", None), method)
-    cost = getattr(view, "required_cost", 1)  # credits per accepted request (default 1)
-    if isinstance(cost, Mapping):
-        cost = cost.get(method.upper(), 1)
+    cost = declared_cost(view, method)  # credits per accepted request (default 1)
     return Needs(scopes, cost) if cost != 1 else scopes
 
 
