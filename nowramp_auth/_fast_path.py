@@ -80,7 +80,7 @@ class LimitedKey(NamedTuple):
 
     principal: Principal
     lineage: str
-    limit: Limits  # one RateLimit, or the tuple of several
+    limit: Limits  # one RateLimit, the tuple of several, or a Plan (budgets, credits)
     usage: list[float]  # the store's usage cell of this key
     charge_async: Charger  # the store's async limiter call for this key, built once
 
