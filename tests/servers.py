@@ -49,6 +49,12 @@ def server_command(
         "2",
         "--threads",
         "4",
+        # Longer than httpx's keep-alive expiry (5 s): the client retires an idle
+        # connection before the server closes it, so no request is ever written to a
+        # connection the server is closing (gunicorn's default is 2 s, and that race is
+        # HTTP/1.1's, not the app's: a ReadError however healthy the server).
+        "--keep-alive",
+        "10",
         "--bind",
         "127.0.0.1:{port}",
         "--log-level",

@@ -104,12 +104,17 @@ def test_bounded_load(server: str, redis_url: str, namespace: str, tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(_wait(base))
-        asyncio.run(drive(base, cases, 300))  # warm up
-        before = rss_kb(process.pid)
-        first = asyncio.run(drive(base, cases, REQUESTS // 2))
-        middle = rss_kb(process.pid)
-        second = asyncio.run(drive(base, cases, REQUESTS // 2))
-        after = rss_kb(process.pid)
+        try:
+            asyncio.run(drive(base, cases, 300))  # warm up
+            before = rss_kb(process.pid)
+            first = asyncio.run(drive(base, cases, REQUESTS // 2))
+            middle = rss_kb(process.pid)
+            second = asyncio.run(drive(base, cases, REQUESTS // 2))
+            after = rss_kb(process.pid)
+        except httpx.TransportError as exc:
+            log.flush()
+            tail = log_path.read_text()[-4000:]
+            pytest.fail(f"{type(exc).__name__} from {server}; the server's log ends:\n{tail}")
         assert process.poll() is None, "server died under load"
         outcomes = first + second
         assert sum(outcomes.values()) == REQUESTS // 2 * 2
