@@ -36,6 +36,8 @@ __all__ = [
     "encode_limits",
     "limits_to_charge",
     "refilled",
+    "refused_by_limit",
+    "refusing_kind",
     "with_cost",
 ]
 
@@ -105,6 +107,23 @@ def closest(statuses: Sequence[RateLimitStatus]) -> RateLimitStatus:
     if refused:
         return max(refused, key=lambda status: status.retry_after_seconds)
     return min(statuses, key=lambda status: (status.remaining, -status.reset_seconds))
+
+
+def refused_by_limit(statuses: Sequence[RateLimitStatus], limits: Limits) -> RateLimitStatus:
+    """:func:`closest` of a refused request's statuses (in :func:`budget_counters`' order),
+    saying which kind of budget refused it: one of the key's own limits or its project's."""
+    refusing = closest(statuses)
+    index = next(i for i, status in enumerate(statuses) if status is refusing)
+    return dataclasses.replace(refusing, refused_by=refusing_kind(index, limits))
+
+
+def refusing_kind(index: int, limits: Limits) -> str:
+    """``"key"`` or ``"project"``: the kind of the budget at ``index`` of
+    :func:`budget_counters`' list for ``limits``."""
+    if isinstance(limits, RateLimit):
+        return "key"
+    own = len(limits.own) if isinstance(limits, Plan) else len(limits)
+    return "key" if index < own else "project"
 
 
 def encode_limits(limits: tuple[RateLimit, ...]) -> str:

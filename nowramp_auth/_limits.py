@@ -7,7 +7,17 @@ import math
 from dataclasses import dataclass
 from datetime import timedelta
 
-__all__ = ["Credits", "RateLimit", "RateLimitStatus", "Refill", "accepted_status"]
+__all__ = [
+    "REFUSING_BUDGETS",
+    "Credits",
+    "RateLimit",
+    "RateLimitStatus",
+    "Refill",
+    "accepted_status",
+]
+
+REFUSING_BUDGETS: tuple[str, ...] = ("key", "project", "credits")
+"""Every value of :attr:`RateLimitStatus.refused_by` (and of the refusals metric's label)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +126,10 @@ class RateLimitStatus:
     """For a key with credits: what is left after this request (``X-Credits-Remaining``)."""
     credits_exhausted: bool = False
     """Refused because the key's credits are used up (``CREDITS_EXHAUSTED``)."""
+    refused_by: str | None = None
+    """For a refusal, the kind of budget that refused it: ``"key"`` (one of the key's own
+    limits), ``"project"`` (a budget its project's keys share) or ``"credits"``; ``None``
+    when accepted (a refusal that does not say is the key's own limit's)."""
 
     def headers(self) -> list[tuple[str, str]]:
         """``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset`` (whole
@@ -145,9 +159,16 @@ _NAMES = {
 }
 
 _new = object.__new__
-_set_limit, _set_remaining, _set_reset, _set_allowed, _set_retry, _set_credits, _set_out = (
-    getattr(RateLimitStatus, name).__set__ for name in RateLimitStatus.__slots__
-)
+(
+    _set_limit,
+    _set_remaining,
+    _set_reset,
+    _set_allowed,
+    _set_retry,
+    _set_credits,
+    _set_out,
+    _set_refused_by,
+) = (getattr(RateLimitStatus, name).__set__ for name in RateLimitStatus.__slots__)
 
 
 def accepted_status(limit: int, remaining: int, reset_seconds: float) -> RateLimitStatus:
@@ -161,4 +182,5 @@ def accepted_status(limit: int, remaining: int, reset_seconds: float) -> RateLim
     _set_retry(status, 0.0)
     _set_credits(status, None)
     _set_out(status, False)
+    _set_refused_by(status, None)
     return status

@@ -26,6 +26,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from ._errors import AuthError, ErrorCode
+from ._limits import REFUSING_BUDGETS
 from ._models import Principal
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ AcceptVerified = Callable[..., "Principal | LimitedKey | None"]
 _FIRST_BOUND = DURATION_BUCKETS[0]
 _CREDENTIAL_KINDS = frozenset({"api_key", "session"})
 _SESSION_CODES = frozenset({ErrorCode.INVALID_SESSION_TOKEN, ErrorCode.SESSION_EXPIRED})
+_LIMITER_CODES = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.CREDITS_EXHAUSTED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +91,15 @@ class RequestTotals:
     """Total authentication time of those requests."""
     fast_path_hits: int
     """Requests the fast path found verified (served from the store's cached record)."""
+    refusals: dict[str, int]
+    """Requests a limiter refused, by the kind of budget that refused them (every kind of
+    :data:`~nowramp_auth._limits.REFUSING_BUDGETS`, zeros included)."""
 
 
 class RequestCounts:
     """The counts one authenticator keeps (see the module docstring)."""
 
-    __slots__ = ("buckets", "fast", "fast_limited", "hook", "results", "seconds")
+    __slots__ = ("buckets", "fast", "fast_limited", "hook", "refusals", "results", "seconds")
 
     def __init__(self) -> None:
         self.fast: dict[str, int] = {"live": 0, "test": 0}
@@ -106,6 +111,9 @@ class RequestCounts:
         }
         """Every other request, by (result, key type); a route-level refusal after acceptance
         moves one request from ``ok`` to its code."""
+        self.refusals: dict[str, int] = dict.fromkeys(REFUSING_BUDGETS, 0)
+        """Requests a limiter refused (``RATE_LIMITED``, ``CREDITS_EXHAUSTED``), by the kind
+        of budget that refused them."""
         self.buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.seconds = [0.0]
         self.hook: ResultHook | None = None
@@ -155,6 +163,8 @@ class RequestCounts:
             key_type = "unknown"
         result: str = error.code._value_  # the Enum's value without its property's cost
         self.results[result, key_type] += 1
+        if error.code in _LIMITER_CODES:
+            self.refusals[_refusing_budget(error)] += 1
         if self.hook is not None:
             self.hook(result, error.key_id, key_type, _credential(error))
 
@@ -183,7 +193,17 @@ class RequestCounts:
             results["ok", key_type] += count
         requests = {pair: count for pair, count in results.items() if count}
         hits = sum(fast.values()) + self.fast_limited[0]
-        return RequestTotals(requests, buckets, seconds, hits)
+        return RequestTotals(requests, buckets, seconds, hits, dict(self.refusals))
+
+
+def _refusing_budget(error: AuthError) -> str:
+    # The kind of budget that refused a RATE_LIMITED or CREDITS_EXHAUSTED request, as its
+    # limiter said; a limiter that does not say refused by the key's own limit.
+    status = error.rate_limit
+    refused_by = status.refused_by if status is not None else None
+    if refused_by in REFUSING_BUDGETS:
+        return refused_by
+    return "credits" if error.code is ErrorCode.CREDITS_EXHAUSTED else "key"
 
 
 def _credential(error: AuthError) -> str | None:

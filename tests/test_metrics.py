@@ -213,6 +213,7 @@ def test_the_exposition_names_no_key_secret_project_or_path(traffic):
         "nowramp_auth_pubsub_reconnects",
         "nowramp_auth_rate_limit_calls",
         "nowramp_auth_audit_dropped",
+        "nowramp_auth_rate_limit_refusals",
     }
     forbidden = [*state["secrets"], *state["ids"], "proj_", "/quotes", "/inline", "/widget"]
     for needle in forbidden:

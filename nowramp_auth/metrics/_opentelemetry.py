@@ -39,7 +39,8 @@ class OpenTelemetryMetrics:
     (s), ``nowramp_auth.authenticate.duration.count``, ``nowramp_auth.cache.requests`` {result},
     ``nowramp_auth.store.errors`` {operation}, ``nowramp_auth.invalidations``,
     ``nowramp_auth.pubsub.reconnects``, ``nowramp_auth.rate_limit.calls``,
-    ``nowramp_auth.audit.dropped``. No metric attribute holds a key id, a project id or a path.
+    ``nowramp_auth.audit.dropped``, ``nowramp_auth.rate_limit.refusals`` {budget} (``key``,
+    ``project`` or ``credits``). No metric attribute holds a key id, a project id or a path.
 
     Raises ``ImportError`` when opentelemetry-api is not installed (the ``opentelemetry``
     extra).
@@ -171,5 +172,11 @@ _INSTRUMENTS: tuple[tuple[str, str, str, _Reading], ...] = (
         "{event}",
         "Audit events dropped.",
         lambda t: [(t.audit_dropped, {})],
+    ),
+    (
+        "nowramp_auth.rate_limit.refusals",
+        "{request}",
+        "Requests refused by a rate limit or credits, by the kind of budget that refused.",
+        lambda t: [(n, {"budget": b}) for b, n in t.refusals.items()],
     ),
 )

@@ -27,6 +27,11 @@ _COUNTERS = (
     ("nowramp_auth_pubsub_reconnects", "Re-subscriptions of the cache invalidation listener."),
     ("nowramp_auth_rate_limit_calls", "Rate-limit script calls sent to Redis."),
     ("nowramp_auth_audit_dropped", "Audit events dropped (a failing or overflowing sink)."),
+    (
+        "nowramp_auth_rate_limit_refusals",
+        "Requests refused by a rate limit or credits (RATE_LIMITED, CREDITS_EXHAUSTED), by the "
+        "kind of budget that refused: key, project or credits.",
+    ),
 )
 
 
@@ -47,7 +52,10 @@ class PrometheusMetrics:
     ``nowramp_auth_cache_requests_total{result}``,
     ``nowramp_auth_store_errors_total{operation}``, ``nowramp_auth_invalidations_total``,
     ``nowramp_auth_pubsub_reconnects_total``, ``nowramp_auth_rate_limit_calls_total``,
-    ``nowramp_auth_audit_dropped_total``. No label holds a key id, a project id or a path.
+    ``nowramp_auth_audit_dropped_total``,
+    ``nowramp_auth_rate_limit_refusals_total{budget}`` (``key``, ``project`` or ``credits``:
+    which kind of budget refused a ``RATE_LIMITED`` or ``CREDITS_EXHAUSTED`` request). No
+    label holds a key id, a project id or a path.
     Each process reports its own counts (scrape each worker; prometheus_client's
     multiprocess mode does not read custom collectors).
 
@@ -88,10 +96,10 @@ def _families(totals: Totals, *, with_samples: bool) -> Iterator[Any]:
 
     requests = CounterMetricFamily(*_REQUESTS, labels=["result", "key_type"])
     histogram = HistogramMetricFamily(*_SECONDS, unit="")
-    cache, errors, invalidations, reconnects, rate_calls, dropped = (
+    cache, errors, invalidations, reconnects, rate_calls, dropped, refusals = (
         CounterMetricFamily(name, doc, labels=labels)
         for (name, doc), labels in zip(
-            _COUNTERS, (["result"], ["operation"], None, None, None, None), strict=True
+            _COUNTERS, (["result"], ["operation"], None, None, None, None, ["budget"]), strict=True
         )
     )
     if with_samples:
@@ -110,4 +118,9 @@ def _families(totals: Totals, *, with_samples: bool) -> Iterator[Any]:
         reconnects.add_metric([], totals.pubsub_reconnects)
         rate_calls.add_metric([], totals.rate_limit_calls)
         dropped.add_metric([], totals.audit_dropped)
-    yield from (requests, histogram, cache, errors, invalidations, reconnects, rate_calls, dropped)
+        for budget, count in totals.refusals.items():
+            refusals.add_metric([budget], count)
+    yield from (
+        *(requests, histogram, cache, errors, invalidations, reconnects, rate_calls, dropped),
+        refusals,
+    )

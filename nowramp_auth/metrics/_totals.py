@@ -1,6 +1,7 @@
 """The sum of every attached authenticator's counts, as exporters read it at scrape time.
 
-Security model: labels come only from fixed sets (results, key types, store operation names),
+Security model: labels come only from fixed sets (results, key types, store operation names,
+kinds of budget),
 never from a key id, a project id or a path: one series per key would overwhelm a metrics
 server, and a key id in a label would spread it to every dashboard.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from .._limits import REFUSING_BUDGETS
 from .._metrics_source import MetricsSource
 from .._request_counts import DURATION_BUCKETS
 
@@ -31,6 +33,8 @@ class Totals:
     pubsub_reconnects: int = 0
     rate_limit_calls: int = 0
     audit_dropped: int = 0
+    refusals: dict[str, int] = field(default_factory=dict)
+    """Limiter refusals by the kind of budget that refused (key, project, credits)."""
 
     def cumulative_buckets(self) -> list[tuple[float, int]]:
         """``(upper bound, requests at or below it)`` per bucket, ``inf`` last."""
@@ -68,8 +72,11 @@ class Sources:
             buckets = [0] * (len(DURATION_BUCKETS) + 1)
             seconds = 0.0
             fast_hits = 0
+            refusals = dict.fromkeys(REFUSING_BUDGETS, 0)
             for source in sources:
                 totals = source.counts.totals()
+                for budget, count in totals.refusals.items():
+                    refusals[budget] += count
                 for pair, count in totals.requests.items():
                     requests[pair] = requests.get(pair, 0) + count
                 buckets = [a + b for a, b in zip(buckets, totals.buckets, strict=True)]
@@ -99,6 +106,7 @@ class Sources:
             pubsub_reconnects=sum(c.pubsub_reconnects for c in counted),
             rate_limit_calls=sum(c.rate_limit_calls for c in counted),
             audit_dropped=sum(int(counter.dropped) for counter in audit.values()),
+            refusals=refusals,
         )
 
 

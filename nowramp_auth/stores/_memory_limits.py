@@ -8,7 +8,7 @@ import dataclasses
 import threading
 from datetime import datetime
 
-from .._budgets import Limits, Plan, budget_counters, closest, refilled
+from .._budgets import Limits, Plan, budget_counters, closest, refilled, refused_by_limit
 from .._models import KeyRecord, RateLimit, RateLimitStatus
 from ._sliding_log import RateBudget
 
@@ -50,7 +50,8 @@ class MemoryLimits:
             if credits is None:
                 if all(check.allowed for check in checks):
                     checks = [b.hit(now_ms, lim.requests, lim.window_ms) for b, lim in pairs]
-                return closest(checks)
+                    return closest(checks)
+                return refused_by_limit(checks, limit)
             state = self._credits.setdefault(lineage, [0, now_ms, 0])
             state[0], state[2], wait_ms = refilled(state[0], state[1], state[2], credits, now_ms)
             rates = closest(checks) if checks else RateLimitStatus(0, 0, 0.0)
@@ -62,9 +63,11 @@ class MemoryLimits:
                     retry_after_seconds=wait_ms / 1000,
                     credits_remaining=state[0],
                     credits_exhausted=True,
+                    refused_by="credits",
                 )
             if not rates.allowed:
-                return dataclasses.replace(rates, credits_remaining=state[0])
+                refused = refused_by_limit(checks, limit)
+                return dataclasses.replace(refused, credits_remaining=state[0])
             checks = [b.hit(now_ms, lim.requests, lim.window_ms) for b, lim in pairs]
             state[0] -= cost
             rates = closest(checks) if checks else rates

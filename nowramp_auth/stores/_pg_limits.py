@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from .._budgets import Limits, Plan, budget_counters, decode_limits, refilled
+from .._budgets import Limits, Plan, budget_counters, decode_limits, refilled, refusing_kind
 from .._models import KeyRecord, RateLimit, RateLimitStatus
 from ._errors import StoreUnavailable
 from ._pg_connections import PgConnections
@@ -55,6 +55,7 @@ class PgLimits:
             int(reset_ms) / 1000,
             bool(allowed),
             int(retry_ms) / 1000,
+            refused_by=None if allowed else "key",
         )
 
     def _hit_several(self, lineage: str, several: Limits, now: datetime) -> RateLimitStatus:
@@ -92,6 +93,7 @@ class PgLimits:
             int(retry_ms) / 1000,
             int(left) if credits and left is not None and left >= 0 else None,
             bool(exhausted),
+            None if allowed else "credits" if exhausted else refusing_kind(which, several),
         )
 
     def set_credits(self, record: KeyRecord, remaining: int, at: datetime) -> None:

@@ -18,7 +18,8 @@ one request costs, refill amount, refill period ms (0: none), the application's 
 '0' and placeholders).
 Returns {accepted (the first `accepted` of the k), remaining of the limit closest to
 refusing after them, that limit's size (0: no limit), retry_after_ms, reset_ms, that limit's
-window ms, credits left (-1: no credits), 1 when the credits refused the rest}.
+window ms, credits left (-1: no credits), 1 when the credits refused the rest, the index
+of the refusing limit among the m (from 0; -1: none refused, or the credits did)}.
 """
 
 from __future__ import annotations
@@ -165,13 +166,13 @@ if closest ~= nil then
   c_remaining, c_limit, c_window = closest.limit - closest.count, closest.limit, closest.window
 end
 if accepted == k then
-  return {accepted, c_remaining, c_limit, 0, c_window, c_window, credits_left, 0}
+  return {accepted, c_remaining, c_limit, 0, c_window, c_window, credits_left, 0, -1}
 end
 if exhausted == 1 then
-  return {accepted, c_remaining, c_limit, credit_retry, c_window, c_window, credits_left, 1}
+  return {accepted, c_remaining, c_limit, credit_retry, c_window, c_window, credits_left, 1, -1}
 end
 -- Some were refused: room comes back when the full limit that frees last has room.
-local retry, reset, which = 0, 0, nil
+local retry, reset, which, index = 0, 0, nil, -1
 for i = 1, m do
   local s = budgets[i]
   if s.count >= s.limit then
@@ -186,8 +187,8 @@ for i = 1, m do
       r = (s.oldest + s.n + 1) * s.width - now
       z = (s.newest + s.n + 1) * s.width - now
     end
-    if which == nil or r > retry then retry, reset, which = r, z, s end
+    if which == nil or r > retry then retry, reset, which, index = r, z, s, i - 1 end
   end
 end
-return {accepted, 0, which.limit, retry, reset, which.window, credits_left, 0}
+return {accepted, 0, which.limit, retry, reset, which.window, credits_left, 0, index}
 """

@@ -58,6 +58,7 @@ class SlidingLog:
                 reset_seconds=(times[-1] + window_ms - now_ms) / 1000,
                 allowed=False,
                 retry_after_seconds=retry_ms / 1000,
+                refused_by="key",
             )
         if spend:
             times.append(now_ms)
@@ -101,6 +102,7 @@ class SubWindowCounts:
                 reset_seconds=((newest + SUB_WINDOWS + 1) * width - now_ms) / 1000,
                 allowed=False,
                 retry_after_seconds=((oldest + SUB_WINDOWS + 1) * width - now_ms) / 1000,
+                refused_by="key",
             )
         if spend:
             counts[current] = counts.get(current, 0) + 1

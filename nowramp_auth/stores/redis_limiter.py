@@ -137,7 +137,10 @@ class RedisRateLimiter:
         tag = credits_tag(plan.project_id) if plan else None
         pairs = budget_counters(lineage, limits)
         keys: list[str] = []
-        args: list[int] = [len(pairs)]
+        # m, then how many of the m are the key's own (the rest are its project's: which
+        # kind refused a request, for the metrics); the script is not sent the second.
+        own = len(plan.own) if plan else len(pairs)
+        args: list[int] = [len(pairs), own]
         for counter, limit in pairs:
             keys += [self.names.rate_log(counter, tag), self.names.rate_counts(counter, tag)]
             sub_windows = 0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS
@@ -158,8 +161,9 @@ class RedisRateLimiter:
         # last argument (see _with_now); merged calls take the first one's.
         member = f"{self._member_prefix}{next(self._members)}"
         m = int(args[0])
-        tail = args[3 * m + 1 :]
-        return [*args[: 3 * m + 1], member, requests, *tail, *([0] if len(tail) == 4 else [])]
+        tail = args[3 * m + 2 :]
+        limits = args[2 : 3 * m + 2]
+        return [m, *limits, member, requests, *tail, *([0] if len(tail) == 4 else [])]
 
     def _argv(self, limit: Sequence[Any], requests: int) -> list[Any]:
         # RATE_LIMIT's ARGV for one call charging `requests` requests; the member prefix is
@@ -269,7 +273,9 @@ def _statuses(reply: list[Any], charged: int, args: Sequence[Any]) -> list[RateL
     last = remaining + accepted - 1
     statuses = [accepted_status(requests, last - index, reset) for index in range(accepted)]
     if accepted < charged:
-        refused = RateLimitStatus(requests, 0, reset_ms / 1000, False, retry_ms / 1000)
+        refused = RateLimitStatus(
+            requests, 0, reset_ms / 1000, False, retry_ms / 1000, refused_by="key"
+        )
         statuses += [refused] * (charged - accepted)
     return statuses
 
@@ -278,8 +284,10 @@ def _statuses_several(reply: list[Any], charged: int, args: Sequence[Any]) -> li
     # RATE_LIMITS' reply for `charged` requests of one key with several limits: the
     # accepted ones carry the state of the limit closest to refusing, the refused ones that
     # of the refusing limit that frees last.
-    accepted, remaining, limit, retry_ms, reset_ms, window_ms, left, out = (int(x) for x in reply)
-    cost = int(args[3 * int(args[0]) + 2])
+    accepted, remaining, limit, retry_ms, reset_ms, window_ms, left, out, index = (
+        int(x) for x in reply
+    )
+    cost = int(args[3 * int(args[0]) + 3])
     reset = window_ms / 1000
     last = remaining + accepted - 1
     statuses = [accepted_status(limit, last - index, reset) for index in range(accepted)]
@@ -297,6 +305,7 @@ def _statuses_several(reply: list[Any], charged: int, args: Sequence[Any]) -> li
             retry_ms / 1000,
             left if left >= 0 else None,
             bool(out),
+            "credits" if out else "key" if index < int(args[1]) else "project",
         )
         statuses += [refused] * (charged - accepted)
     return statuses
