@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._audit import AuditSink, LoggingAuditLog, MemoryAuditLog
 from ._authenticator import Authenticator
+from ._budget_usage import BudgetUsage, key_budget_usage, project_budget_usage
 from ._context import current_principal
 from ._errors import AuthError, ErrorCode
 from ._limits import Credits, Refill
@@ -42,6 +43,7 @@ __all__ = [
     "AuditSink",
     "AuthError",
     "Authenticator",
+    "BudgetUsage",
     "Credits",
     "ErrorCode",
     "IssuedKey",
@@ -64,6 +66,8 @@ __all__ = [
     "ScopeRegistry",
     "StoreUnavailable",
     "current_principal",
+    "key_budget_usage",
+    "project_budget_usage",
 ]
 
 

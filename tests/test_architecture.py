@@ -54,6 +54,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                 "_charging",
                 "_authenticator",
                 "_manager",
+                "_budget_usage",
                 "_context",
                 "_accounts",
                 "_http",

@@ -189,18 +189,31 @@ def test_project_limits_are_validated():
 def test_the_cli_sets_shows_and_clears_a_projects_budgets(redis_url: str, namespace: str):
     import json
 
+    from nowramp_auth import RedisKeyStore
+
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "nowramp_auth", "--redis-url", redis_url]
         command += ["--namespace", namespace, "projects", "limits", *args]
         return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
-    set_ = cli("p1", "10000/1d", "burst=20/1s", "--json")
+    set_ = cli("p1", "10000/1d", "burst=20/1m", "--json")
     assert set_.returncode == 0, set_.stderr
     assert json.loads(set_.stdout)["limits"] == [
-        {"requests": 10000, "window_seconds": 86400.0, "name": None},
-        {"requests": 20, "window_seconds": 1.0, "name": "burst"},
+        {"requests": 10000, "window_seconds": 86400.0, "name": None, "used": 0},
+        {"requests": 20, "window_seconds": 60.0, "name": "burst", "used": 0},
     ]
-    assert cli("p1").stdout.strip() == "Project p1 budgets: 10000/86400s, 20/1s (burst)"
+    store = RedisKeyStore.from_url(redis_url, namespace=namespace)
+    try:
+        key = KeyManager(store).create(scopes=["quotes:read"], project_id="p1")
+        for _ in range(3):
+            Authenticator(store).authenticate(key.secret)
+    finally:
+        store.close()
+    assert cli("p1").stdout.splitlines() == [
+        "Project p1 budgets: 10000/86400s, 20/60s (burst)",
+        "  10000/86400s: 3 used in the window, 9997 left",
+        "  20/60s (burst): 3 used in the window, 17 left",
+    ]
     assert cli("p1", "--clear").stdout.strip() == "Project p1 budgets: none"
     refused = cli("p1", "lots")
     assert refused.returncode == 2 and refused.stderr.startswith("nowramp-auth: error:")

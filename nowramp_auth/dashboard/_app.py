@@ -24,6 +24,7 @@ from ._headers import SecurityHeaders
 from ._key_pages import KeyPages
 from ._signin_pages import SignInPages
 from ._site import AuditReader, Identify, Site
+from ._usage_pages import ProjectPages
 
 __all__ = ["create_dashboard"]
 
@@ -96,7 +97,7 @@ def create_dashboard(
         secure_cookies=secure_cookies,
         trusted_proxies=list(trusted_proxies),
     )
-    keys, audit_pages = KeyPages(site), AuditPages(site)
+    keys, audit_pages, projects = KeyPages(site), AuditPages(site), ProjectPages(site)
 
     async def home(request: Request) -> Response:
         return RedirectResponse(site.base(request) + "/keys", 303)
@@ -114,6 +115,7 @@ def create_dashboard(
         Route("/keys/{key_id}", site.page(keys.key_page)),
         Route("/keys/{key_id}/rotate", site.page(keys.rotate), methods=["GET", "POST"]),
         Route("/keys/{key_id}/revoke", site.page(keys.revoke), methods=["GET", "POST"]),
+        Route("/projects", site.page(projects.projects)),
         Route("/audit", site.page(audit_pages.page)),
         Route("/audit.csv", site.page(audit_pages.csv)),
     ]

@@ -23,6 +23,7 @@ from .._durations import format_duration
 from .._models import KeyRecord
 from ._chart import usage_chart
 from ._site import Site, show_once, viewer_of
+from ._usage_pages import key_plan
 
 __all__ = ["EXPIRY_CHOICES", "KeyPages", "get_key"]
 
@@ -122,8 +123,9 @@ class KeyPages:
             history = await run_in_threadpool(history_of, record.id)
             chart = usage_chart(history, int(time.time() // 3600))
         leak = await run_in_threadpool(self._leak, record)
+        plan = await run_in_threadpool(key_plan, self.site, record)
         key = _row(record, utc_now())
-        return self.site.render(request, "key.html", key=key, chart=chart, leak=leak)
+        return self.site.render(request, "key.html", key=key, chart=chart, leak=leak, plan=plan)
 
     def _leak(self, record: KeyRecord) -> dict[str, str] | None:
         # Where and when a key revoked for a leak was found (its key.leaked event).

@@ -73,6 +73,25 @@ class MemoryLimits:
             rates = closest(checks) if checks else rates
             return dataclasses.replace(rates, credits_remaining=state[0])
 
+    def peek_rate_limits(self, lineage: str, limits: Limits, now: datetime) -> list[int]:
+        """The requests each counter of ``limits`` holds in its window at ``now`` (in
+        ``budget_counters`` order), counting nothing: the dashboard's usage."""
+        now_ms = int(now.timestamp() * 1000)
+        used = []
+        with self._lock:
+            for counter, limit in budget_counters(lineage, limits):
+                budget = self._limits.get(counter)
+                status = (
+                    budget.hit(now_ms, limit.requests, limit.window_ms, False) if budget else None
+                )
+                if status is None:
+                    used.append(0)
+                else:
+                    used.append(
+                        limit.requests - 1 - status.remaining if status.allowed else limit.requests
+                    )
+        return used
+
     def set_credits(self, record: KeyRecord, remaining: int, at: datetime) -> None:
         """Start the credits of ``record``'s lineage at ``remaining`` (refills count from
         ``at``)."""

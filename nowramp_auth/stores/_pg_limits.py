@@ -21,6 +21,17 @@ from ._stats import StoreStats, counts_failures
 
 __all__ = ["PgLimits"]
 
+# What hit_rate_limits would count now, per counter, in the order given (changing nothing).
+_PEEK = """
+SELECT (SELECT count(*) FROM rate_log r
+            WHERE r.lineage = c.counter AND r.at_ms > v.now_ms - c.win)
+     + (SELECT coalesce(sum(k.n), 0) FROM rate_counts k
+            WHERE k.lineage = c.counter AND (k.bucket + 1) * k.width - 1 > v.now_ms - c.win)
+FROM unnest(%s::text[], %s::bigint[]) WITH ORDINALITY AS c(counter, win, i),
+     (SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now_ms) v
+ORDER BY c.i
+"""
+
 
 class PgLimits:
     """The rate-limit methods of :class:`~nowramp_auth.PostgresKeyStore` (a mixin)."""
@@ -95,6 +106,21 @@ class PgLimits:
             bool(exhausted),
             None if allowed else "credits" if exhausted else refusing_kind(which, several),
         )
+
+    def peek_rate_limits(self, lineage: str, limits: Limits, now: datetime) -> list[int]:
+        """The requests each counter of ``limits`` holds in its window now (in
+        ``budget_counters`` order, on the database's clock), counting nothing: in
+        ``rate_limiter`` when given, else one query."""
+        if self.limiter is not None:
+            used: list[int] = self.limiter.peek_rate_limits(lineage, limits, now)
+            return used
+        pairs = budget_counters(lineage, limits)
+        if not pairs:
+            return []
+        counters = [counter for counter, _ in pairs]
+        windows = [limit.window_ms for _, limit in pairs]
+        rows = self._pg.read(lambda c: c.execute(_PEEK, (counters, windows)).fetchall())
+        return [int(row[0]) for row in rows]
 
     def set_credits(self, record: KeyRecord, remaining: int, at: datetime) -> None:
         """Start the credits of ``record``'s lineage (refills count from ``at``): in

@@ -24,7 +24,9 @@ of the refusing limit among the m (from 0; -1: none refused, or the credits did)
 
 from __future__ import annotations
 
-__all__ = ["RATE_LIMITS"]
+from ._sliding_log import SUB_WINDOWS
+
+__all__ = ["PEEK_LIMITS", "RATE_LIMITS"]
 
 RATE_LIMITS = """
 local m = tonumber(ARGV[1])
@@ -192,3 +194,26 @@ for i = 1, m do
 end
 return {accepted, 0, which.limit, retry, reset, which.window, credits_left, 0, index}
 """
+
+# What RATE_LIMITS would count now, changing nothing (the dashboard's usage): per limit, the
+# requests its log and its sub-window counts hold inside its window, on Redis' clock.
+# KEYS: log and counts of limit 1, of limit 2, ...  ARGV: each limit's window ms.
+PEEK_LIMITS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local used = {}
+for i = 1, #ARGV do
+  local window = tonumber(ARGV[i])
+  local n = redis.call('ZCOUNT', KEYS[2 * i - 1], '(' .. (now - window), '+inf')
+  local width = tonumber(redis.call('HGET', KEYS[2 * i], 'w') or '0')
+  if width > 0 then
+    local first = math.floor(now / width) - SUB_WINDOWS
+    local h = redis.call('HGETALL', KEYS[2 * i])
+    for j = 1, #h, 2 do
+      if h[j] ~= 'w' and tonumber(h[j]) >= first then n = n + tonumber(h[j + 1]) end
+    end
+  end
+  used[i] = n
+end
+return used
+""".replace("SUB_WINDOWS", str(SUB_WINDOWS))

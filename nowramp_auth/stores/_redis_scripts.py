@@ -7,13 +7,14 @@ Return values: a status string, or the record's fields as a flat list.
 
 from __future__ import annotations
 
-from ._redis_limits_script import RATE_LIMITS
+from ._redis_limits_script import PEEK_LIMITS, RATE_LIMITS
 
 __all__ = [
     "ATTEMPT",
     "FLUSH_USAGE",
     "INSERT",
     "INSERT_SESSION",
+    "PEEK_LIMITS",
     "RATE_LIMIT",
     "RATE_LIMITS",
     "REVOKE",

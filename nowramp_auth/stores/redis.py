@@ -311,6 +311,10 @@ class RedisKeyStore(CachedReads, RedisSessions, RedisUsage, RedisDashboardState)
         """The credits ``record``'s lineage has left at ``at`` (due refills counted)."""
         return self.limiter.get_credits(record, at)
 
+    def peek_rate_limits(self, lineage: str, limits: Limits, now: datetime) -> list[int]:
+        """What each counter of ``limits`` holds now (see :class:`RedisRateLimiter`)."""
+        return self.limiter.peek_rate_limits(lineage, limits, now)
+
     def get_project_limits(self, project_id: str) -> tuple[RateLimit, ...]:
         """The project's budgets."""
         name = self.names.project_limits(project_id)

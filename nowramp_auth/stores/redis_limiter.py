@@ -231,6 +231,20 @@ class RedisRateLimiter:
 
         return charge
 
+    def peek_rate_limits(self, lineage: str, limits: Limits, now: datetime) -> list[int]:
+        """The requests each counter of ``limits`` holds in its window now (in
+        ``budget_counters`` order), counting nothing: the dashboard's usage."""
+        pairs = budget_counters(lineage, limits)
+        if not pairs:
+            return []
+        tag = credits_tag(limits.project_id) if isinstance(limits, Plan) else None
+        keys: list[str] = []
+        for counter, _ in pairs:
+            keys += [self.names.rate_log(counter, tag), self.names.rate_counts(counter, tag)]
+        windows = [limit.window_ms for _, limit in pairs]
+        reply = run_script(self._clients, "PEEK_LIMITS", keys, windows)
+        return [int(used) for used in reply]
+
     def set_credits(self, record: KeyRecord, remaining: int, at: datetime) -> None:
         """Start the credits of ``record``'s lineage (refills count from ``at``)."""
         name = self.names.credits(record.lineage, credits_tag(record.project_id))
