@@ -147,7 +147,7 @@ def test_a_burst_of_500_spends_exactly_the_credits(
     assert manager.get(key.key.id).credits_remaining == 0
 
 
-@pytest.mark.parametrize("kind", ["memory", "redis"])
+@pytest.mark.parametrize("kind", STORES)
 def test_a_scope_refusal_spends_no_credit_and_responses_carry_the_header(
     kind: str, request: pytest.FixtureRequest, namespace: str
 ):
