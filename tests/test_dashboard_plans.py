@@ -143,3 +143,79 @@ def test_usage_follows_the_sliding_window(
     later = project_budget_usage(store, "pa", manager.get_project_limits("pa"))
     assert later is not None and [(u.used, u.remaining, u.percent) for u in later] == [(0, 4, 0)]
     assert project_budget_usage(store, "nobudget", ()) == []
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found is not None
+    return found.group(1)
+
+
+def test_an_operator_sets_budgets_and_adds_credits_a_partner_cannot():
+    from nowramp_auth import MemoryAuditLog, MemoryKeyStore
+
+    store, audit = MemoryKeyStore(), MemoryAuditLog()
+    manager = KeyManager(store, audit=audit)
+    key = manager.create(scopes=["quotes:read"], project_id="pa", credits=Credits(2))
+    app = Starlette(routes=[Mount("/d", create_dashboard(manager, identify=identify))])
+    root = TestClient(app, headers={"X-Test-User": "root"}, follow_redirects=False)
+    token = csrf_of(root.get("/d/projects").text)
+
+    limits = "daily plan=10000/1d\n20/1s\n"
+    done = root.post(
+        "/d/projects/limits", data={"csrf_token": token, "project_id": "pa", "limits": limits}
+    )
+    assert done.status_code == 303 and done.headers["location"] == "/d/projects?project=pa"
+    assert manager.get_project_limits("pa") == (
+        RateLimit(10000, DAY, name="daily plan"),
+        RateLimit(20, timedelta(seconds=1)),
+    )
+    page = root.get("/d/projects?project=pa").text
+    assert ">daily plan=10000/86400s\n20/1s</textarea>" in page  # the form reads back exactly
+    refused = root.post(
+        "/d/projects/limits", data={"csrf_token": token, "project_id": "pa", "limits": "lots"}
+    )
+    assert refused.status_code == 400 and "invalid rate limit" in refused.text
+    assert len(manager.get_project_limits("pa")) == 2  # unchanged
+
+    added = root.post(f"/d/keys/{key.key.id}/credits", data={"csrf_token": token, "count": "5"})
+    assert added.status_code == 303
+    assert manager.get(key.key.id).credits_remaining == 7
+    for bad in ("0", "-1", "x", ""):
+        answer = root.post(
+            f"/d/keys/{key.key.id}/credits", data={"csrf_token": token, "count": bad}
+        )
+        assert answer.status_code == 400
+    # Without the CSRF token nothing changes.
+    assert root.post(f"/d/keys/{key.key.id}/credits", data={"count": "5"}).status_code == 403
+    assert manager.get(key.key.id).credits_remaining == 7
+    events = [
+        (e.type, e.actor)
+        for e in audit.events
+        if e.type in ("project.limits_changed", "key.credits_added")
+    ]
+    assert events == [("project.limits_changed", "root"), ("key.credits_added", "root")]
+
+    # A partner sees its plan but may not raise it: no form, and a forged POST is refused.
+    alice = TestClient(app, headers={"X-Test-User": "alice"}, follow_redirects=False)
+    mine = alice.get(f"/d/keys/{key.key.id}").text
+    assert "Add credits" not in mine and "Set budgets" not in alice.get("/d/projects").text
+    alice_token = csrf_of(alice.get("/d/keys").text)
+    forged = alice.post(
+        f"/d/keys/{key.key.id}/credits", data={"csrf_token": alice_token, "count": "9"}
+    )
+    assert forged.status_code == 403
+    forged = alice.post(
+        "/d/projects/limits", data={"csrf_token": alice_token, "project_id": "pa", "limits": "1/1s"}
+    )
+    assert forged.status_code == 403
+    bob = TestClient(app, headers={"X-Test-User": "bob"}, follow_redirects=False)
+    bob_token = csrf_of(bob.get("/d/keys").text)
+    assert (
+        bob.post(
+            f"/d/keys/{key.key.id}/credits", data={"csrf_token": bob_token, "count": "9"}
+        ).status_code
+        == 404
+    )
+    assert manager.get(key.key.id).credits_remaining == 7
+    assert len(manager.get_project_limits("pa")) == 2

@@ -115,7 +115,9 @@ def create_dashboard(
         Route("/keys/{key_id}", site.page(keys.key_page)),
         Route("/keys/{key_id}/rotate", site.page(keys.rotate), methods=["GET", "POST"]),
         Route("/keys/{key_id}/revoke", site.page(keys.revoke), methods=["GET", "POST"]),
+        Route("/keys/{key_id}/credits", site.page(projects.add_credits), methods=["POST"]),
         Route("/projects", site.page(projects.projects)),
+        Route("/projects/limits", site.page(projects.set_limits), methods=["POST"]),
         Route("/audit", site.page(audit_pages.page)),
         Route("/audit.csv", site.page(audit_pages.csv)),
     ]

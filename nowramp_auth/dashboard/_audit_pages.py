@@ -15,8 +15,7 @@ from starlette.responses import Response
 
 from .._models import AUDIT_EVENT_TYPES, AuditEvent
 from ._csv import audit_csv_text
-from ._key_pages import get_key
-from ._site import Site, viewer_of
+from ._site import Site, get_key, viewer_of
 
 __all__ = ["CSV_ROWS", "PAGE_SIZE", "AuditPages"]
 

@@ -22,10 +22,10 @@ from .._clock import utc_now
 from .._durations import format_duration
 from .._models import KeyRecord
 from ._chart import usage_chart
-from ._site import Site, show_once, viewer_of
+from ._site import Site, get_key, show_once, viewer_of
 from ._usage_pages import key_plan
 
-__all__ = ["EXPIRY_CHOICES", "KeyPages", "get_key"]
+__all__ = ["EXPIRY_CHOICES", "KeyPages"]
 
 EXPIRY_CHOICES = {"": None, "30": 30, "90": 90, "180": 180, "365": 365}
 
@@ -194,15 +194,6 @@ class KeyPages:
         except KeyError:
             return self._no_such_key(request)
         return RedirectResponse(self.site.base(request) + "/keys", 303)
-
-
-def get_key(manager: Any, key_id: str) -> KeyRecord | None:
-    """The key, or ``None`` when unknown."""
-    try:
-        record: KeyRecord = manager.get(key_id)
-    except KeyError:
-        return None
-    return record
 
 
 def _row(record: KeyRecord, now: datetime) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from starlette.templating import Jinja2Templates
 from .._accounts import OPERATOR_ADMIN, Accounts, DashboardUser
 from .._client_ip import IPAddress, parse_ip, parse_networks, resolve_client_ip
 from .._manager import KeyManager
-from .._models import AuditEvent
+from .._models import AuditEvent, KeyRecord
 from ..stores._errors import StoreUnavailable
 from ._security import csrf_matches
 from ._sessions import StoreSessions
@@ -41,6 +41,7 @@ __all__ = [
     "Identify",
     "Site",
     "csrf_refusal",
+    "get_key",
     "harden",
     "show_once",
     "viewer_of",
@@ -269,3 +270,12 @@ def show_once(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     return response
+
+
+def get_key(manager: Any, key_id: str) -> KeyRecord | None:
+    """The key, or ``None`` when unknown."""
+    try:
+        record: KeyRecord = manager.get(key_id)
+    except KeyError:
+        return None
+    return record

@@ -298,7 +298,7 @@ def _statuses_several(reply: list[Any], charged: int, args: Sequence[Any]) -> li
     # RATE_LIMITS' reply for `charged` requests of one key with several limits: the
     # accepted ones carry the state of the limit closest to refusing, the refused ones that
     # of the refusing limit that frees last.
-    accepted, remaining, limit, retry_ms, reset_ms, window_ms, left, out, index = (
+    accepted, remaining, limit, retry_ms, reset_ms, window_ms, left, out, refusing = (
         int(x) for x in reply
     )
     cost = int(args[3 * int(args[0]) + 3])
@@ -319,7 +319,7 @@ def _statuses_several(reply: list[Any], charged: int, args: Sequence[Any]) -> li
             retry_ms / 1000,
             left if left >= 0 else None,
             bool(out),
-            "credits" if out else "key" if index < int(args[1]) else "project",
+            "credits" if out else "key" if refusing < int(args[1]) else "project",
         )
         statuses += [refused] * (charged - accepted)
     return statuses
