@@ -98,6 +98,22 @@ def test_dashboard_in_a_browser(browser_page, tmp_path: Path):
         row = page.locator("tr", has_text="browser test key")
         assert "active" in row.inner_text()
         shot(page, tmp_path, "03-api-keys")
+
+        # The operator gives the key's project a budget; the partner's usage shows against it.
+        page.get_by_role("link", name="Projects").click()
+        page.wait_for_url("**/dashboard/projects")
+        section = page.locator("section", has_text="proj_browser")
+        section.get_by_label("Budgets", exact=False).fill("plan=100/1d")
+        section.get_by_role("button", name="Set budgets").click()
+        page.wait_for_url("**/dashboard/projects?project=proj_browser")
+        for _ in range(3):
+            assert httpx.get(base + "/v1/quotes", headers={"X-API-Key": secret}).status_code == 200
+        page.reload()
+        assert "100 per 1d" in page.locator("tr.budget").inner_text()
+        assert page.locator("tr.budget .used").inner_text() == "3"
+        shot(page, tmp_path, "03b-projects")
+        page.get_by_role("link", name="API Keys").click()
+        page.wait_for_url("**/dashboard/keys")
         row.get_by_role("link", name="Rotate").click()
         shot(page, tmp_path, "04-rotate-confirm")
         page.get_by_role("button", name="Rotate key").click()

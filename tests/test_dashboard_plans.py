@@ -171,7 +171,7 @@ def test_an_operator_sets_budgets_and_adds_credits_a_partner_cannot():
         RateLimit(20, timedelta(seconds=1)),
     )
     page = root.get("/d/projects?project=pa").text
-    assert ">daily plan=10000/86400s\n20/1s</textarea>" in page  # the form reads back exactly
+    assert ">daily plan=10000/1d\n20/1s</textarea>" in page  # the form reads back exactly
     refused = root.post(
         "/d/projects/limits", data={"csrf_token": token, "project_id": "pa", "limits": "lots"}
     )

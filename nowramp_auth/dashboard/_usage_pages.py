@@ -185,4 +185,7 @@ def _limit_text(limit: RateLimit) -> str:
 def _window_text(limit: RateLimit) -> str:
     # A window as the form (and the CLI) reads it back, exactly.
     ms = limit.window_ms
-    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
