@@ -6,7 +6,6 @@ budgets in one atomic step; a scope refusal spends none. On every store."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import pytest
@@ -30,19 +29,9 @@ from nowramp_auth.starlette import ApiKeyMiddleware, require_scopes
 from nowramp_auth.stores import KeyStore
 from nowramp_auth.testing import FrozenClock
 from tests.conftest import START, make_store
+from tests.outcomes import burst, outcomes
 
 STORES = ["memory", "redis", "cluster", "postgres"]
-
-
-def _outcomes(auth: Authenticator, secret: str, count: int) -> list[str]:
-    results = []
-    for _ in range(count):
-        try:
-            auth.authenticate(secret)
-            results.append("ok")
-        except AuthError as error:
-            results.append(error.code.value)
-    return results
 
 
 @pytest.mark.parametrize("kind", STORES)
@@ -56,7 +45,7 @@ def test_credits_run_out_and_add_credits_restores_exactly_what_it_adds(
     assert manager.get(key.key.id).credits_remaining == 3
     first = auth.authenticate(key.secret).rate_limit
     assert first is not None and first.credits_remaining == 2 and first.limit == 0
-    assert _outcomes(auth, key.secret, 3) == ["ok", "ok", "CREDITS_EXHAUSTED"]
+    assert outcomes(auth, key.secret, 3) == ["ok", "ok", "CREDITS_EXHAUSTED"]
     with pytest.raises(AuthError) as refused:
         auth.authenticate(key.secret)
     error = refused.value
@@ -65,12 +54,12 @@ def test_credits_run_out_and_add_credits_restores_exactly_what_it_adds(
     assert dict(error.headers())["X-Credits-Remaining"] == "0"
     assert manager.get(key.key.id).credits_remaining == 0
     assert manager.add_credits(key.key.id, 2) == 2
-    assert _outcomes(auth, key.secret, 3) == ["ok", "ok", "CREDITS_EXHAUSTED"]
+    assert outcomes(auth, key.secret, 3) == ["ok", "ok", "CREDITS_EXHAUSTED"]
     added = [e for e in audit.events if e.type == "key.credits_added"]
     assert added and added[-1].detail == "added=2 remaining=2" and added[-1].project_id == "p1"
     successor = manager.rotate(key.key.id)  # successors share the lineage's credits
     assert successor.key.credits == Credits(3)
-    assert _outcomes(auth, successor.secret, 1) == ["CREDITS_EXHAUSTED"]
+    assert outcomes(auth, successor.secret, 1) == ["CREDITS_EXHAUSTED"]
     with pytest.raises(ValueError, match="no credits"):
         manager.add_credits(manager.create(scopes=["quotes:read"]).key.id, 1)
     with pytest.raises(ValueError, match="at least 1"):
@@ -84,7 +73,7 @@ def test_a_refill_is_seen_at_its_time(kind: str, request: pytest.FixtureRequest,
     manager, auth = KeyManager(store, clock=clock), Authenticator(store, clock=clock)
     refill = Refill(2, timedelta(days=1))
     key = manager.create(scopes=["quotes:read"], credits=Credits(1, refill))
-    assert _outcomes(auth, key.secret, 2) == ["ok", "CREDITS_EXHAUSTED"]
+    assert outcomes(auth, key.secret, 2) == ["ok", "CREDITS_EXHAUSTED"]
     clock.advance(timedelta(hours=23))
     with pytest.raises(AuthError) as refused:
         auth.authenticate(key.secret)
@@ -92,7 +81,7 @@ def test_a_refill_is_seen_at_its_time(kind: str, request: pytest.FixtureRequest,
     assert refused.value.retry_after == 3600  # to the refill
     clock.advance(timedelta(hours=1))
     assert manager.get(key.key.id).credits_remaining == 2
-    assert _outcomes(auth, key.secret, 3) == ["ok", "ok", "CREDITS_EXHAUSTED"]
+    assert outcomes(auth, key.secret, 3) == ["ok", "ok", "CREDITS_EXHAUSTED"]
     # Credits added above the refill's amount stay over a refill.
     manager.add_credits(key.key.id, 5)
     clock.advance(timedelta(days=1))
@@ -115,13 +104,13 @@ def test_credits_limits_and_budgets_are_spent_together(
     status = auth.authenticate(key.secret).rate_limit
     assert status is not None and (status.limit, status.remaining) == (2, 1)
     assert status.credits_remaining == 9
-    assert _outcomes(auth, key.secret, 3) == ["ok", "RATE_LIMITED", "RATE_LIMITED"]
+    assert outcomes(auth, key.secret, 3) == ["ok", "RATE_LIMITED", "RATE_LIMITED"]
     assert manager.get(key.key.id).credits_remaining == 8  # the refusals spent none
     other = manager.create(scopes=["quotes:read"], project_id="p1", credits=Credits(1))
-    assert _outcomes(auth, other.secret, 2) == ["ok", "CREDITS_EXHAUSTED"]
+    assert outcomes(auth, other.secret, 2) == ["ok", "CREDITS_EXHAUSTED"]
     # The exhausted request spent nothing of the project's budget: 1 left for a third key.
     third = manager.create(scopes=["quotes:read"], project_id="p1")
-    assert _outcomes(auth, third.secret, 2) == ["ok", "RATE_LIMITED"]
+    assert outcomes(auth, third.secret, 2) == ["ok", "RATE_LIMITED"]
 
 
 @pytest.mark.parametrize("kind", STORES)
@@ -132,17 +121,7 @@ def test_a_burst_of_500_spends_exactly_the_credits(
     manager, auth = KeyManager(store), Authenticator(store)
     key = manager.create(scopes=["quotes:read"], project_id="p1", credits=Credits(37))
 
-    async def burst() -> list[str]:
-        async def one() -> str:
-            try:
-                await auth.authenticate_async(key.secret)
-                return "ok"
-            except AuthError as error:
-                return error.code.value
-
-        return await asyncio.gather(*(one() for _ in range(500)))
-
-    results = asyncio.run(burst())
+    results = burst(auth, [key.secret] * 500)
     assert results.count("ok") == 37 and results.count("CREDITS_EXHAUSTED") == 463
     assert manager.get(key.key.id).credits_remaining == 0
 
@@ -318,7 +297,7 @@ def test_credits_counted_by_a_redis_limiter_beside_postgres(
     store = make_store("postgres", request, namespace, rate_limiter=limiter)
     manager, auth = KeyManager(store), Authenticator(store)
     key = manager.create(scopes=["quotes:read"], project_id="p1", credits=Credits(2))
-    assert _outcomes(auth, key.secret, 3) == ["ok", "ok", "CREDITS_EXHAUSTED"]
+    assert outcomes(auth, key.secret, 3) == ["ok", "ok", "CREDITS_EXHAUSTED"]
     assert manager.add_credits(key.key.id, 1) == 1
     assert manager.get(key.key.id).credits_remaining == 1
 
@@ -350,7 +329,7 @@ def test_export_and_import_keep_limits_budgets_and_credits(
     assert moved.rate_limits == key.key.rate_limits
     assert moved.project_limits == (RateLimit(9, timedelta(hours=1)),)
     assert moved.credits == key.key.credits and moved.credits_remaining == 3
-    assert _outcomes(Authenticator(target), key.secret, 4) == ["ok"] * 3 + ["CREDITS_EXHAUSTED"]
+    assert outcomes(Authenticator(target), key.secret, 4) == ["ok"] * 3 + ["CREDITS_EXHAUSTED"]
 
 
 def test_a_drf_views_required_cost_is_read_and_validated():

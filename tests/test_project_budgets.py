@@ -5,7 +5,6 @@ successors and widget sessions share it; clearing the budgets frees the keys."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import uuid
@@ -23,18 +22,11 @@ from nowramp_auth import (
 )
 from nowramp_auth.stores import KeyStore
 from tests.conftest import make_store
+from tests.outcomes import burst, outcome
 from tests.servers import ROOT
 
 HOUR = timedelta(hours=1)
 STORES = ["memory", "redis", "cluster", "postgres"]
-
-
-def _outcome(auth: Authenticator, secret: str) -> str:
-    try:
-        auth.authenticate(secret)
-        return "ok"
-    except AuthError as error:
-        return error.code.value
 
 
 @pytest.mark.parametrize("kind", STORES)
@@ -52,7 +44,7 @@ def test_two_keys_share_their_projects_budget(
     other = manager.create(scopes=["quotes:read"], project_id="p2")  # another project: free
     assert manager.get(first.key.id).project_limits == (RateLimit(5, HOUR, name="plan"),)
     assert second.key.project_limits == (RateLimit(5, HOUR, name="plan"),)
-    results = [_outcome(auth, key.secret) for key in (first, second) * 4]
+    results = [outcome(auth, key.secret) for key in (first, second) * 4]
     assert results == ["ok"] * 5 + ["RATE_LIMITED"] * 3
     status = Authenticator(store).authenticate(other.secret).rate_limit
     assert status is None  # no budget, no limit: no headers
@@ -61,7 +53,7 @@ def test_two_keys_share_their_projects_budget(
     # Cleared: the keys are free again (every instance sees the key updates).
     manager.set_project_limits("p1", [])
     assert manager.get_project_limits("p1") == ()
-    assert _outcome(Authenticator(store), first.secret) == "ok"
+    assert outcome(Authenticator(store), first.secret) == "ok"
 
 
 @pytest.mark.parametrize("kind", STORES)
@@ -73,9 +65,9 @@ def test_a_refusal_by_the_keys_own_limit_spends_nothing_of_the_project(
     manager.set_project_limits("p1", [RateLimit(4, HOUR)])
     small = manager.create(scopes=["quotes:read"], project_id="p1", rate_limit=RateLimit(1, HOUR))
     big = manager.create(scopes=["quotes:read"], project_id="p1")
-    assert [_outcome(auth, small.secret) for _ in range(5)] == ["ok"] + ["RATE_LIMITED"] * 4
+    assert [outcome(auth, small.secret) for _ in range(5)] == ["ok"] + ["RATE_LIMITED"] * 4
     # The four refusals of the small key spent nothing: the project has 3 left for the other.
-    assert [_outcome(auth, big.secret) for _ in range(4)] == ["ok"] * 3 + ["RATE_LIMITED"]
+    assert [outcome(auth, big.secret) for _ in range(4)] == ["ok"] * 3 + ["RATE_LIMITED"]
     status = auth.authenticate  # headers: the budget closest to refusing
     fresh = manager.create(scopes=["quotes:read"], project_id="p3", rate_limit=RateLimit(9, HOUR))
     manager.set_project_limits("p3", [RateLimit(2, HOUR)])
@@ -111,17 +103,7 @@ def test_a_burst_of_500_across_the_projects_keys(
     keys = [manager.create(scopes=["quotes:read"], project_id="p1") for _ in range(5)]
     keys[0] = manager.create(scopes=["quotes:read"], project_id="p1", rate_limit=RateLimit(3, HOUR))
 
-    async def burst() -> list[str]:
-        async def one(secret: str) -> str:
-            try:
-                await auth.authenticate_async(secret)
-                return "ok"
-            except AuthError as error:
-                return error.code.value
-
-        return await asyncio.gather(*(one(keys[i % 5].secret) for i in range(500)))
-
-    results = asyncio.run(burst())
+    results = burst(auth, [keys[i % 5].secret for i in range(500)])
     assert results.count("ok") == 30 and results.count("RATE_LIMITED") == 470
 
 

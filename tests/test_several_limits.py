@@ -5,7 +5,6 @@ Cluster (every counter of a key shares its hash slot) and PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 from nowramp_auth import Authenticator, AuthError, ErrorCode, KeyManager, MemoryKeyStore, RateLimit
 from nowramp_auth.stores import KeyStore
 from tests.conftest import make_store
+from tests.outcomes import burst, outcomes
 
 BURST = RateLimit(2, timedelta(milliseconds=700), name="burst")
 DAILY = RateLimit(5, timedelta(hours=1), name="daily")
@@ -54,17 +54,6 @@ def test_accepted_exactly_when_every_limit_has_room(limits: list[tuple[int, int]
             assert sum(1 for t in accepted if start <= t < start + w) <= n
 
 
-def _outcomes(auth: Authenticator, secret: str, count: int) -> list[str]:
-    results = []
-    for _ in range(count):
-        try:
-            auth.authenticate(secret)
-            results.append("ok")
-        except AuthError as error:
-            results.append(error.code.value)
-    return results
-
-
 @pytest.mark.parametrize("kind", STORES)
 def test_a_refusal_by_one_limit_spends_nothing_of_the_others(
     kind: str, request: pytest.FixtureRequest, namespace: str
@@ -75,9 +64,9 @@ def test_a_refusal_by_one_limit_spends_nothing_of_the_others(
     assert key.key.rate_limits == (BURST, DAILY) and key.key.rate_limit == BURST
     first = auth.authenticate(key.secret).rate_limit
     assert first is not None and (first.limit, first.remaining) == (2, 1)  # the closest
-    assert _outcomes(auth, key.secret, 2) == ["ok", "RATE_LIMITED"]
+    assert outcomes(auth, key.secret, 2) == ["ok", "RATE_LIMITED"]
     time.sleep(0.75)
-    assert _outcomes(auth, key.secret, 3) == ["ok", "ok", "RATE_LIMITED"]
+    assert outcomes(auth, key.secret, 3) == ["ok", "ok", "RATE_LIMITED"]
     time.sleep(0.75)
     # Four accepted so far: had the two burst refusals counted against the daily limit, it
     # would be used up now.
@@ -88,7 +77,7 @@ def test_a_refusal_by_one_limit_spends_nothing_of_the_others(
     assert refused.value.code == ErrorCode.RATE_LIMITED
     assert refused.value.retry_after is not None and refused.value.retry_after > 3000
     time.sleep(0.75)  # the burst limit has room again; the daily one still refuses
-    assert _outcomes(auth, key.secret, 1) == ["RATE_LIMITED"]
+    assert outcomes(auth, key.secret, 1) == ["RATE_LIMITED"]
 
 
 @pytest.mark.parametrize("kind", STORES)
@@ -101,17 +90,7 @@ def test_a_burst_of_concurrent_requests_fits_every_limit(
     limits = [RateLimit(40, timedelta(hours=1)), RateLimit(25, timedelta(hours=2), name="b")]
     key = manager.create(scopes=["quotes:read"], rate_limit=limits)
 
-    async def burst() -> list[str]:
-        async def one() -> str:
-            try:
-                await auth.authenticate_async(key.secret)
-                return "ok"
-            except AuthError as error:
-                return error.code.value
-
-        return await asyncio.gather(*(one() for _ in range(500)))
-
-    results = asyncio.run(burst())
+    results = burst(auth, [key.secret] * 500)
     assert results.count("ok") == 25
     assert results.count("RATE_LIMITED") == 475
 
@@ -125,7 +104,7 @@ def test_a_large_limit_beside_a_small_one(
     manager, auth = KeyManager(store), Authenticator(store)
     limits = [RateLimit(1200, timedelta(hours=1)), RateLimit(3, timedelta(hours=1))]
     key = manager.create(scopes=["quotes:read"], rate_limit=limits)
-    assert _outcomes(auth, key.secret, 4) == ["ok", "ok", "ok", "RATE_LIMITED"]
+    assert outcomes(auth, key.secret, 4) == ["ok", "ok", "ok", "RATE_LIMITED"]
     manager.update(key.key.id, rate_limit=[RateLimit(1200, timedelta(hours=1))])
     status = Authenticator(store).authenticate(key.secret).rate_limit
     assert status is not None and (status.limit, status.remaining) == (1200, 1196)
@@ -145,7 +124,7 @@ def test_limits_survive_updates_and_rotation(
     assert manager.get(key.key.id).rate_limits == (RateLimit(3, timedelta(hours=1)), DAILY)
     successor = manager.rotate(key.key.id)
     assert successor.key.rate_limits == (RateLimit(3, timedelta(hours=1)), DAILY)
-    assert _outcomes(Authenticator(store), successor.secret, 2) == ["ok", "RATE_LIMITED"]
+    assert outcomes(Authenticator(store), successor.secret, 2) == ["ok", "RATE_LIMITED"]
     manager.update(key.key.id, rate_limit=None)
     assert manager.get(key.key.id).rate_limits == () and manager.get(key.key.id).rate_limit is None
 
