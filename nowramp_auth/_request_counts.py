@@ -76,7 +76,7 @@ AcceptVerified = Callable[..., "Principal | LimitedKey | None"]
 _FIRST_BOUND = DURATION_BUCKETS[0]
 _CREDENTIAL_KINDS = frozenset({"api_key", "session"})
 _SESSION_CODES = frozenset({ErrorCode.INVALID_SESSION_TOKEN, ErrorCode.SESSION_EXPIRED})
-_LIMITER_CODES = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.CREDITS_EXHAUSTED})
+_LIMITER_RESULTS = frozenset({ErrorCode.RATE_LIMITED.value, ErrorCode.CREDITS_EXHAUSTED.value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +163,7 @@ class RequestCounts:
             key_type = "unknown"
         result: str = error.code._value_  # the Enum's value without its property's cost
         self.results[result, key_type] += 1
-        if error.code in _LIMITER_CODES:
+        if error.rate_limit is not None and result in _LIMITER_RESULTS:  # a limiter refused
             self.refusals[_refusing_budget(error)] += 1
         if self.hook is not None:
             self.hook(result, error.key_id, key_type, _credential(error))
