@@ -136,13 +136,12 @@ class RedisRateLimiter:
         plan = limits if isinstance(limits, Plan) else None
         tag = credits_tag(plan.project_id) if plan else None
         pairs = budget_counters(lineage, limits)
-        keys: list[str] = []
+        keys = self._counter_keys(lineage, limits)
         # m, then how many of the m are the key's own (the rest are its project's: which
         # kind refused a request, for the metrics); the script is not sent the second.
         own = len(plan.own) if plan else len(pairs)
         args: list[int] = [len(pairs), own]
-        for counter, limit in pairs:
-            keys += [self.names.rate_log(counter, tag), self.names.rate_counts(counter, tag)]
+        for _, limit in pairs:
             sub_windows = 0 if limit.requests <= EXACT_LIMIT else SUB_WINDOWS
             args += [limit.requests, limit.window_ms, sub_windows]
         credits = plan.credits if plan else None
@@ -234,16 +233,21 @@ class RedisRateLimiter:
     def peek_rate_limits(self, lineage: str, limits: Limits, now: datetime) -> list[int]:
         """The requests each counter of ``limits`` holds in its window now (in
         ``budget_counters`` order), counting nothing: the dashboard's usage."""
-        pairs = budget_counters(lineage, limits)
-        if not pairs:
+        windows = [limit.window_ms for _, limit in budget_counters(lineage, limits)]
+        if not windows:
             return []
-        tag = credits_tag(limits.project_id) if isinstance(limits, Plan) else None
-        keys: list[str] = []
-        for counter, _ in pairs:
-            keys += [self.names.rate_log(counter, tag), self.names.rate_counts(counter, tag)]
-        windows = [limit.window_ms for _, limit in pairs]
+        keys = self._counter_keys(lineage, limits)
         reply = run_script(self._clients, "PEEK_LIMITS", keys, windows)
         return [int(used) for used in reply]
+
+    def _counter_keys(self, lineage: str, limits: Limits) -> list[str]:
+        # The log and the counts of every counter of `limits` (budget_counters' order): under
+        # the lineage's hash tag, or the project's for a Plan (see _call_several).
+        tag = credits_tag(limits.project_id) if isinstance(limits, Plan) else None
+        keys: list[str] = []
+        for counter, _ in budget_counters(lineage, limits):
+            keys += [self.names.rate_log(counter, tag), self.names.rate_counts(counter, tag)]
+        return keys
 
     def set_credits(self, record: KeyRecord, remaining: int, at: datetime) -> None:
         """Start the credits of ``record``'s lineage (refills count from ``at``)."""
