@@ -49,8 +49,10 @@ BARE = "uvicorn: bare Starlette"
 MEMORY = "uvicorn: ours, memory store"
 REDIS = "uvicorn: ours, Redis (warm cache)"
 LIMITED = "uvicorn: ours, Redis, rate-limited key"
-BASELINES = {MEMORY: BARE, REDIS: BARE, LIMITED: REDIS}
-"""What each case's ratio compares it with (a rate-limited key with the unlimited one)."""
+QUOTAS = "uvicorn: ours, Redis, key limit + project budget + credits"
+BASELINES = {MEMORY: BARE, REDIS: BARE, LIMITED: REDIS, QUOTAS: REDIS}
+"""What each case's ratio compares it with (a rate-limited key, and a key with a plan, with
+the unlimited one)."""
 
 
 def _load(port: int, requests: int, key: str) -> None:
@@ -140,13 +142,14 @@ def _count(mode: str, env: dict[str, str], key: str | None, requests: int) -> fl
 def run(requests: int = REQUESTS) -> dict[str, float]:
     """Instructions per request of each case's server."""
     with private_redis() as redis:
-        unlimited, limited, _ = redis_keys(redis.url, NAMESPACE)
+        unlimited, limited, quotas = redis_keys(redis.url, NAMESPACE)
         env = {"BENCH_REDIS_URL": redis.url, "BENCH_NAMESPACE": NAMESPACE}
         return {
             BARE: _count("bare", {}, BARE_KEY, requests),
             MEMORY: _count("memory", {}, None, requests),
             REDIS: _count("redis", env, unlimited, requests),
             LIMITED: _count("redis", env, limited, requests),
+            QUOTAS: _count("redis", env, quotas, requests),
         }
 
 

@@ -171,16 +171,19 @@ _new = object.__new__
 ) = (getattr(RateLimitStatus, name).__set__ for name in RateLimitStatus.__slots__)
 
 
-def accepted_status(limit: int, remaining: int, reset_seconds: float) -> RateLimitStatus:
-    """``RateLimitStatus(limit, remaining, reset_seconds)`` of an accepted request, built with
-    slot stores (one per request of a rate-limited key; see :func:`with_rate_limit`)."""
+def accepted_status(
+    limit: int, remaining: int, reset_seconds: float, credits_remaining: int | None = None
+) -> RateLimitStatus:
+    """``RateLimitStatus(limit, remaining, reset_seconds, credits_remaining=...)`` of an
+    accepted request, built with slot stores (one per request of a rate-limited key; see
+    :func:`with_rate_limit`)."""
     status = _new(RateLimitStatus)
     _set_limit(status, limit)
     _set_remaining(status, remaining)
     _set_reset(status, reset_seconds)
     _set_allowed(status, True)
     _set_retry(status, 0.0)
-    _set_credits(status, None)
+    _set_credits(status, credits_remaining)
     _set_out(status, False)
     _set_refused_by(status, None)
     return status

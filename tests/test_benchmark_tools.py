@@ -77,8 +77,10 @@ def test_the_server_instruction_table_compares_each_case_with_its_baseline():
         server_instructions.MEMORY: 630_000.0,
         server_instructions.REDIS: 640_000.0,
         server_instructions.LIMITED: 800_000.0,
+        server_instructions.QUOTAS: 832_000.0,
     }
     rows = server_instructions.table(counts).splitlines()
     assert f"| {server_instructions.BARE} | 600,000 | - | - |" in rows
     assert f"| {server_instructions.MEMORY} | 630,000 | 1.050x bare | 0.95x |" in rows
     assert f"| {server_instructions.LIMITED} | 800,000 | 1.250x unlimited | 0.80x |" in rows
+    assert f"| {server_instructions.QUOTAS} | 832,000 | 1.300x unlimited | 0.77x |" in rows

@@ -14,7 +14,6 @@ limits are counted in Redis).
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -181,9 +180,12 @@ class RedisRateLimiter:
 
     def _pipeline_several(self) -> ScriptPipeline:
         # Keys with several limits: their own script, pipelined and merged the same way.
-        return loop_pipeline(
-            self._clients, "RATE_LIMITS", self.stats, "hit_rate_limit", self._merging_several
-        )
+        pipeline: ScriptPipeline | None = self._clients.loop_state().batchers.get("RATE_LIMITS")
+        if pipeline is None:
+            pipeline = loop_pipeline(
+                self._clients, "RATE_LIMITS", self.stats, "hit_rate_limit", self._merging_several
+            )
+        return pipeline
 
     @counts_failures("hit_rate_limit")
     def hit_rate_limit(self, lineage: str, limit: Limits, now: datetime) -> RateLimitStatus:
@@ -219,9 +221,16 @@ class RedisRateLimiter:
         ``submit``. ``now`` is not used (Redis' clock is)."""
         keys, args, group = self._call(lineage, limit)
         if not isinstance(limit, RateLimit):
+            if isinstance(limit, Plan) and limit.credits is not None:
+
+                def charge_credits(now: float) -> Awaitable[RateLimitStatus]:
+                    # The application's clock rides along: the credits' refills are due by it.
+                    return self._pipeline_several().submit(keys, (*args, int(now * 1000)), group)
+
+                return charge_credits
 
             def charge_several(now: float) -> Awaitable[RateLimitStatus]:
-                return self._pipeline_several().submit(keys, _with_now(limit, args, now), group)
+                return self._pipeline_several().submit(keys, args, group)
 
             return charge_several
 
@@ -308,12 +317,14 @@ def _statuses_several(reply: list[Any], charged: int, args: Sequence[Any]) -> li
     cost = int(args[3 * int(args[0]) + 3])
     reset = window_ms / 1000
     last = remaining + accepted - 1
-    statuses = [accepted_status(limit, last - index, reset) for index in range(accepted)]
-    if left >= 0:  # a key with credits: what was left after each request
+    if left >= 0:  # a key with credits: what was left after each request, too
+        first = left + (accepted - 1) * cost
         statuses = [
-            dataclasses.replace(status, credits_remaining=left + (accepted - 1 - index) * cost)
-            for index, status in enumerate(statuses)
+            accepted_status(limit, last - index, reset, first - index * cost)
+            for index in range(accepted)
         ]
+    else:
+        statuses = [accepted_status(limit, last - index, reset) for index in range(accepted)]
     if accepted < charged:
         refused = RateLimitStatus(
             limit,
