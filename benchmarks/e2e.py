@@ -21,7 +21,12 @@ Cases run in interleaved rounds, each round with freshly started servers: two pr
 the same app, started alike, differed here by up to 8% in requests/s, so each case's median
 spans as many processes as rounds. Each figure is the median over rounds; a ratio ("vs
 bare", "vs unlimited") is the median of the ratios measured within each round, so a slow
-patch of the machine shifts both sides of a ratio alike. Where ``taskset`` exists, servers
+patch of the machine shifts both sides of a ratio alike. The three keys one Redis server
+serves (unlimited, one limit, a plan), whose ratios to each other are targets, are measured
+in :data:`SLICES` slices per round in mirrored order (unlimited, limited, plan, plan,
+limited, unlimited, ...), each figure of a round the mean of its slices: single samples of
+them a few seconds apart swung by 10% and more against each other on this kind of VM, and
+the mirrored order cancels a drift across the round. Where ``taskset`` exists, servers
 run on CPU 0 and ``wrk`` on CPU 1, so the two do not preempt each other; the private
 redis-server runs on CPU 1 too (``benchmarks._redis``).
 """
@@ -49,6 +54,8 @@ from .asgi import BARE_KEY, HAND_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTIONS = 32
+SLICES = 4
+"""Slices per round of each key the Redis server serves (see the module's docstring)."""
 
 UVICORN_BARE = "uvicorn: bare Starlette"
 UVICORN_NO_KEY = "uvicorn: bare Starlette, request without X-API-Key"
@@ -74,6 +81,12 @@ BASELINES = {
     GUNICORN_MEMORY: GUNICORN_BARE,
 }
 """What each case's ratio compares it with (a rate-limited key with the unlimited one)."""
+
+FIELDS = ("rps", "p50_ms", "p99_ms")
+"""What each load run measures."""
+
+SLICED = (UVICORN_REDIS, UVICORN_LIMITED, UVICORN_QUOTAS)
+"""The keys of one server measured in interleaved slices (their ratios are targets)."""
 
 
 def _pinned(cpu: int) -> list[str]:
@@ -190,8 +203,11 @@ def redis_keys(redis_url: str, namespace: str) -> tuple[str, str, str]:
     return unlimited.secret, limited.secret, quotas.secret
 
 
-def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, float]]:
-    """Requests/s and latency percentiles per case (medians over ``rounds``)."""
+def run(
+    *, seconds: float, rounds: int, redis_url: str, slices: int = SLICES
+) -> dict[str, dict[str, float]]:
+    """Requests/s and latency percentiles per case (medians over ``rounds``); the keys of
+    :data:`SLICED` in ``slices`` slices per round."""
     namespace = "bench-e2e"
     redis_key, limited_key, quotas_key = redis_keys(redis_url, namespace)
     redis_env = {"BENCH_REDIS_URL": redis_url, "BENCH_NAMESPACE": namespace}
@@ -250,7 +266,14 @@ def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, f
                     _load(ports[name], 1, keys[name])
                 shift = index % len(order)
                 for name in order[shift:] + order[:shift]:
-                    samples[name].append(_load(ports[name], seconds, keys[name]))
+                    if name not in SLICED:
+                        samples[name].append(_load(ports[name], seconds, keys[name]))
+                sliced: dict[str, list[dict[str, float]]] = {name: [] for name in SLICED}
+                for turn in range(slices):  # mirrored: A B C C B A A B C ...
+                    for name in SLICED if turn % 2 == 0 else SLICED[::-1]:
+                        sliced[name].append(_load(ports[name], seconds, keys[name]))
+                for name, runs in sliced.items():
+                    samples[name].append({f: statistics.fmean(r[f] for r in runs) for f in FIELDS})
             finally:
                 for process, _ in servers.values():
                     process.terminate()
@@ -258,9 +281,7 @@ def run(*, seconds: float, rounds: int, redis_url: str) -> dict[str, dict[str, f
 
     results: dict[str, dict[str, float]] = {}
     for name, runs in samples.items():
-        results[name] = {
-            f: statistics.median([s[f] for s in runs]) for f in ("rps", "p50_ms", "p99_ms")
-        }
+        results[name] = {f: statistics.median([s[f] for s in runs]) for f in FIELDS}
         base = BASELINES.get(name)
         if base is not None:  # ratios within each round, then their median
             pairs = list(zip(runs, samples[base], strict=True))
