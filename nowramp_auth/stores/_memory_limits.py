@@ -9,7 +9,7 @@ import threading
 from datetime import datetime
 
 from .._budgets import Limits, Plan, budget_counters, closest, refilled, refused_by_limit
-from .._models import KeyRecord, RateLimit, RateLimitStatus
+from .._models import KeyRecord, RateLimit, RateLimitStatus, accepted_status
 from ._sliding_log import RateBudget
 
 __all__ = ["MemoryLimits"]
@@ -71,7 +71,7 @@ class MemoryLimits:
             checks = [b.hit(now_ms, lim.requests, lim.window_ms) for b, lim in pairs]
             state[0] -= cost
             rates = closest(checks) if checks else rates
-            return dataclasses.replace(rates, credits_remaining=state[0])
+            return accepted_status(rates.limit, rates.remaining, rates.reset_seconds, state[0])
 
     def peek_rate_limits(self, lineage: str, limits: Limits, now: datetime) -> list[int]:
         """The requests each counter of ``limits`` holds in its window at ``now`` (in
