@@ -168,7 +168,7 @@ def _python_load(port: int, seconds: float, key: str | None) -> dict[str, float]
     result = json.loads(out.stdout)
     if set(result["statuses"]) != {"200"}:
         raise RuntimeError(f"unexpected statuses {result['statuses']}")
-    return {k: float(result[k]) for k in ("rps", "p50_ms", "p99_ms")}
+    return {k: float(result[k]) for k in FIELDS}
 
 
 def _load(port: int, seconds: float, key: str | None) -> dict[str, float]:

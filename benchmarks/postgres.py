@@ -220,9 +220,7 @@ def _end_to_end(
         E2E_PG_LIMITED: E2E_WARM,
     }
     for name, runs in samples.items():
-        results[name] = {
-            f: statistics.median([s[f] for s in runs]) for f in ("rps", "p50_ms", "p99_ms")
-        }
+        results[name] = {f: statistics.median([s[f] for s in runs]) for f in e2e.FIELDS}
         base = bases.get(name)
         if base is not None:
             pairs = list(zip(runs, samples[base], strict=True))

@@ -169,22 +169,13 @@ class RedisRateLimiter:
         member = f"{self._member_prefix}{next(self._members)}"
         return [limit[0], limit[1], member, limit[2], requests]
 
-    def _pipeline(self) -> ScriptPipeline:
-        # The running loop's pipeline of the limiter script (per request: two lookups).
-        pipeline: ScriptPipeline | None = self._clients.loop_state().batchers.get("RATE_LIMIT")
+    def _pipeline(self, script: str = "RATE_LIMIT") -> ScriptPipeline:
+        # The running loop's pipeline of a limiter script (per request: two lookups):
+        # RATE_LIMIT for one limit, RATE_LIMITS for several, pipelined and merged the same way.
+        pipeline: ScriptPipeline | None = self._clients.loop_state().batchers.get(script)
         if pipeline is None:
-            pipeline = loop_pipeline(
-                self._clients, "RATE_LIMIT", self.stats, "hit_rate_limit", self._merging
-            )
-        return pipeline
-
-    def _pipeline_several(self) -> ScriptPipeline:
-        # Keys with several limits: their own script, pipelined and merged the same way.
-        pipeline: ScriptPipeline | None = self._clients.loop_state().batchers.get("RATE_LIMITS")
-        if pipeline is None:
-            pipeline = loop_pipeline(
-                self._clients, "RATE_LIMITS", self.stats, "hit_rate_limit", self._merging_several
-            )
+            merging = self._merging if script == "RATE_LIMIT" else self._merging_several
+            pipeline = loop_pipeline(self._clients, script, self.stats, "hit_rate_limit", merging)
         return pipeline
 
     @counts_failures("hit_rate_limit")
@@ -210,7 +201,7 @@ class RedisRateLimiter:
         keys, args, group = self._call(lineage, limit)
         if not isinstance(limit, RateLimit):
             args = _with_now(limit, args, now.timestamp())
-            return self._pipeline_several().submit(keys, args, group)
+            return self._pipeline("RATE_LIMITS").submit(keys, args, group)
         return self._pipeline().submit(keys, args, group)
 
     def rate_charger(
@@ -225,12 +216,12 @@ class RedisRateLimiter:
 
                 def charge_credits(now: float) -> Awaitable[RateLimitStatus]:
                     # The application's clock rides along: the credits' refills are due by it.
-                    return self._pipeline_several().submit(keys, (*args, int(now * 1000)), group)
+                    return self._pipeline("RATE_LIMITS").submit(keys, _with_clock(args, now), group)
 
                 return charge_credits
 
             def charge_several(now: float) -> Awaitable[RateLimitStatus]:
-                return self._pipeline_several().submit(keys, args, group)
+                return self._pipeline("RATE_LIMITS").submit(keys, args, group)
 
             return charge_several
 
@@ -319,12 +310,13 @@ def _statuses_several(reply: list[Any], charged: int, args: Sequence[Any]) -> li
     last = remaining + accepted - 1
     if left >= 0:  # a key with credits: what was left after each request, too
         first = left + (accepted - 1) * cost
-        statuses = [
-            accepted_status(limit, last - index, reset, first - index * cost)
-            for index in range(accepted)
-        ]
+        credits: list[int | None] = [first - index * cost for index in range(accepted)]
     else:
-        statuses = [accepted_status(limit, last - index, reset) for index in range(accepted)]
+        credits = [None] * accepted
+    statuses = [
+        accepted_status(limit, last - index, reset, left_after)
+        for index, left_after in enumerate(credits)
+    ]
     if accepted < charged:
         refused = RateLimitStatus(
             limit,
@@ -343,5 +335,10 @@ def _statuses_several(reply: list[Any], charged: int, args: Sequence[Any]) -> li
 def _with_now(limits: Limits, args: tuple[Any, ...], now: float) -> tuple[Any, ...]:
     # The application's clock (epoch ms) for a key with credits: its refills are due by it.
     if isinstance(limits, Plan) and limits.credits is not None:
-        return (*args, int(now * 1000))
+        return _with_clock(args, now)
     return args
+
+
+def _with_clock(args: tuple[Any, ...], now: float) -> tuple[Any, ...]:
+    # RATE_LIMITS' last argument for a key with credits: the application's now, in epoch ms.
+    return (*args, int(now * 1000))
