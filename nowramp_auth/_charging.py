@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
+from time import perf_counter
 from typing import Any
 
 from ._budgets import Limits, with_cost
@@ -19,11 +20,12 @@ from ._clock import Clock, seconds_clock
 from ._errors import AuthError, ErrorCode
 from ._fast_path import Charger, LimitedKey, VerifiedKeys
 from ._key_flows import charged
-from ._models import Principal, RateLimitStatus
+from ._models import Principal, RateLimitStatus, with_rate_limit
 from ._outcomes import Outcomes
 from ._route_scopes import cost_of
 from .stores._errors import StoreUnavailable
 from .stores._protocol import KeyStore
+from .stores._usage import FOLD_AT
 
 __all__ = ["Charging", "verified_keys"]
 
@@ -39,6 +41,7 @@ class Charging:
         self.outcomes = outcomes
         self._verified = verified
         self._never_blocks = bool(getattr(store, "request_path_never_blocks", False))
+        self._now = outcomes.now_seconds
 
     def charge(
         self,
@@ -81,12 +84,18 @@ class Charging:
         # Every request of a rate-limited key on Redis runs this: the scope check, the one
         # limiter call the key's LimitedKey holds (its future, shared with the requests in
         # flight: see the store's pipeline), the principal with the limit's state, one
-        # usage append. The clock is read as a float: no datetime on this path.
-        started = self.outcomes.started()
-        now = self.outcomes.now_seconds()
+        # usage append. The clock is read as a float: no datetime on this path, and the
+        # small steps of charge() (the route's scopes and cost, the refusal, the count) are
+        # written out here, not called: this is the path every limited request pays for.
+        counts = self.outcomes.counts
+        started = perf_counter() if counts is not None else 0.0
+        now = self._now()
         try:
-            check_route_scopes(key, required_scopes)
-            cost = cost_of(required_scopes)
+            if required_scopes:
+                check_route_scopes(key, required_scopes)
+                cost: int = getattr(required_scopes, "cost", 1)  # cost_of, inline
+            else:
+                cost = 1
             if cost == 1:
                 status = await key.charge_async(now)
             else:  # a route with a cost of its own: not the key's prepared call
@@ -95,11 +104,23 @@ class Charging:
                 status = await self.store.hit_rate_limit_async(  # type: ignore[attr-defined]
                     key.lineage, limits, at
                 )
-            principal = charged(key.principal, status)
+            if not status.allowed:
+                charged(key.principal, status)  # raises the refusal
         except (AuthError, StoreUnavailable) as exc:
             raise self._refused(exc, key, client_ip, method, path, started) from None
-        self._count(key, now, principal, started)
+        principal = with_rate_limit(key.principal, status)
+        usage = key.usage  # VerifiedKeys.count_charged, inline
+        usage.append(now)
+        if len(usage) > FOLD_AT:
+            self._count_charged_fold(key)
+        if counts is not None:
+            counts.accepted(principal, started)
         return principal
+
+    def _count_charged_fold(self, key: LimitedKey) -> None:
+        verified = self._verified
+        assert verified is not None, "a LimitedKey comes from accept_verified"
+        verified.fold_charged(key)
 
     def _count(self, key: LimitedKey, now: float, principal: Principal, started: float) -> None:
         # Only the fast path makes a LimitedKey, so it exists; it counts into the key's cell

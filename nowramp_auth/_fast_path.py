@@ -193,6 +193,11 @@ class VerifiedKeys:
         if len(usage) > _fold_at:
             self._fold(key.principal.key_id, usage)
 
+    def fold_charged(self, key: LimitedKey) -> None:
+        """Fold the usage cell of a rate-limited key grown past ``FOLD_AT`` (the charge path
+        appends to it itself: see ``Charging.charge_async``)."""
+        self._fold(key.principal.key_id, key.usage)
+
     @staticmethod
     def _allowed(peers: dict[str | None, bool], allowlist: NetworkSet, peer: str | None) -> bool:
         allowed = parse_ip(peer) in allowlist
