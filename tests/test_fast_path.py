@@ -5,13 +5,18 @@ the fast path is really taken."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from datetime import datetime, timedelta
 
+import httpx
 import pytest
 
 from nowramp_auth import Authenticator, KeyManager, MemoryKeyStore, RateLimit, RateLimitStatus
 from nowramp_auth._fast_path import LimitedKey
 from nowramp_auth.testing import AuthKit, FrozenClock, auth_kit
+from tests.apps import starlette_app
+from tests.conftest import make_store
 from tests.harness import CALLERS
 
 OK_ADDRESS = "198.51.100.7"
@@ -341,3 +346,29 @@ def test_a_store_without_its_own_charger_is_charged_through_hit_rate_limit_async
     assert all(abs((hit - clock.now).total_seconds()) < 1e-5 for hit in store.hits)
     assert all(hit.tzinfo is not None for hit in store.hits)
     assert KeyManager(store).get(issued.key.id).request_count == 3
+
+
+@pytest.mark.redis
+def test_usage_of_a_rate_limited_key_on_redis_counts_every_accepted_request(
+    request: pytest.FixtureRequest, namespace: str
+):
+    """The async charge path (a store whose limiter call awaits Redis) counts each accepted
+    request once, past several folds of the key's usage cell, and refused ones not at all."""
+    store = make_store("redis", request, namespace)
+    manager = KeyManager(store)
+    issued = manager.create(scopes=["quotes:read"], rate_limit=RateLimit(2_400, timedelta(hours=1)))
+    app = starlette_app(Authenticator(store))
+    headers = {"X-API-Key": issued.secret}
+
+    async def run() -> Counter[int]:
+        transport = httpx.ASGITransport(app=app)
+        statuses: Counter[int] = Counter()
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for _ in range(25):  # 100 at once: each flush merges many
+                batch = [client.get("/quotes", headers=headers) for _ in range(100)]
+                statuses.update(answer.status_code for answer in await asyncio.gather(*batch))
+        return statuses
+
+    assert asyncio.run(run()) == Counter({200: 2_400, 429: 100})
+    store.flush_usage()
+    assert manager.get(issued.key.id).request_count == 2_400
