@@ -191,7 +191,7 @@ class VerifiedKeys:
         usage = key.usage
         usage.append(now)
         if len(usage) > _fold_at:
-            self._fold(key.principal.key_id, usage)
+            self.fold_charged(key)
 
     def fold_charged(self, key: LimitedKey) -> None:
         """Fold the usage cell of a rate-limited key grown past ``FOLD_AT`` (the charge path

@@ -353,7 +353,8 @@ def test_usage_of_a_rate_limited_key_on_redis_counts_every_accepted_request(
     request: pytest.FixtureRequest, namespace: str
 ):
     """The async charge path (a store whose limiter call awaits Redis) counts each accepted
-    request once, past several folds of the key's usage cell, and refused ones not at all."""
+    request once, past two folds of the key's usage cell (FOLD_AT is 1,024), and refused
+    ones not at all."""
     store = make_store("redis", request, namespace)
     manager = KeyManager(store)
     issued = manager.create(scopes=["quotes:read"], rate_limit=RateLimit(2_400, timedelta(hours=1)))
