@@ -25,7 +25,6 @@ from ._outcomes import Outcomes
 from ._route_scopes import cost_of
 from .stores._errors import StoreUnavailable
 from .stores._protocol import KeyStore
-from .stores._usage import FOLD_AT
 
 __all__ = ["Charging", "verified_keys"]
 
@@ -85,10 +84,9 @@ class Charging:
         # limiter call the key's LimitedKey holds (its future, shared with the requests in
         # flight: see the store's pipeline), the principal with the limit's state, one
         # usage append. The clock is read as a float: no datetime on this path, and the
-        # small steps of charge() (the route's scopes and cost, the refusal, the count) are
-        # written out here, not called: this is the path every limited request pays for.
-        counts = self.outcomes.counts
-        started = perf_counter() if counts is not None else 0.0
+        # one-line steps of charge() (when metrics start, the route's cost, the accepted
+        # principal) are written out here, not called: every limited request pays for them.
+        started = perf_counter() if self.outcomes.counts is not None else 0.0
         now = self._now()
         try:
             if required_scopes:
@@ -109,18 +107,8 @@ class Charging:
         except (AuthError, StoreUnavailable) as exc:
             raise self._refused(exc, key, client_ip, method, path, started) from None
         principal = with_rate_limit(key.principal, status)
-        usage = key.usage  # VerifiedKeys.count_charged, inline
-        usage.append(now)
-        if len(usage) > FOLD_AT:
-            self._count_charged_fold(key)
-        if counts is not None:
-            counts.accepted(principal, started)
+        self._count(key, now, principal, started)
         return principal
-
-    def _count_charged_fold(self, key: LimitedKey) -> None:
-        verified = self._verified
-        assert verified is not None, "a LimitedKey comes from accept_verified"
-        verified.fold_charged(key)
 
     def _count(self, key: LimitedKey, now: float, principal: Principal, started: float) -> None:
         # Only the fast path makes a LimitedKey, so it exists; it counts into the key's cell

@@ -191,12 +191,7 @@ class VerifiedKeys:
         usage = key.usage
         usage.append(now)
         if len(usage) > _fold_at:
-            self.fold_charged(key)
-
-    def fold_charged(self, key: LimitedKey) -> None:
-        """Fold the usage cell of a rate-limited key grown past ``FOLD_AT`` (the charge path
-        appends to it itself: see ``Charging.charge_async``)."""
-        self._fold(key.principal.key_id, key.usage)
+            self._fold(key.principal.key_id, usage)
 
     @staticmethod
     def _allowed(peers: dict[str | None, bool], allowlist: NetworkSet, peer: str | None) -> bool:
